@@ -1,0 +1,61 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"connectrpc.com/connect"
+)
+
+// logInterceptor writes one line per finished call: procedure, protocol,
+// code and duration. Server errors (INTERNAL, UNKNOWN, DATA_LOSS) are logged
+// at error level with their message, which the client never sees.
+func logInterceptor(logger *slog.Logger) connect.Interceptor {
+	return &logging{logger: logger}
+}
+
+type logging struct{ logger *slog.Logger }
+
+func (l *logging) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		start := time.Now()
+		resp, err := next(ctx, req)
+		l.log(ctx, req.Spec().Procedure, req.Peer().Protocol, start, err)
+		return resp, err
+	}
+}
+
+func (l *logging) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		start := time.Now()
+		err := next(ctx, conn)
+		l.log(ctx, conn.Spec().Procedure, conn.Peer().Protocol, start, err)
+		return err
+	}
+}
+
+func (l *logging) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (l *logging) log(ctx context.Context, procedure, protocol string, start time.Time, err error) {
+	attrs := []any{"procedure", procedure, "protocol", protocol, "duration", time.Since(start)}
+	if err == nil {
+		l.logger.InfoContext(ctx, "call", append(attrs, "code", "ok")...)
+		return
+	}
+	code := connect.CodeOf(err)
+	attrs = append(attrs, "code", code.String())
+	switch code {
+	case connect.CodeInternal, connect.CodeUnknown, connect.CodeDataLoss:
+		l.logger.ErrorContext(ctx, "call failed", append(attrs, "err", err)...)
+	default:
+		var cerr *connect.Error
+		if errors.As(err, &cerr) {
+			attrs = append(attrs, "msg", cerr.Message())
+		}
+		l.logger.InfoContext(ctx, "call", attrs...)
+	}
+}

@@ -1,0 +1,119 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect"
+)
+
+// Limits and timeouts of every server. They are generous for a shop whose
+// largest message is an order of twenty lines.
+const (
+	// MaxMessageBytes caps a request message; larger ones fail with
+	// RESOURCE_EXHAUSTED before they are decoded.
+	MaxMessageBytes = 1 << 20
+	// CompressMinBytes leaves small responses uncompressed: gzip costs more
+	// than it saves below about a kilobyte (see PERF-NOTES.md).
+	CompressMinBytes = 1024
+	// UnaryTimeout bounds a unary call that arrives without a deadline, or
+	// with a longer one.
+	UnaryTimeout = 15 * time.Second
+	// ShutdownTimeout is how long a stopping server waits for calls in flight.
+	ShutdownTimeout = 10 * time.Second
+)
+
+// NewHTTPServer returns a server for h that speaks HTTP/1.1 and HTTP/2
+// cleartext (h2c) on the same port, so browsers, curl and gRPC clients all
+// reach the same handlers.
+//
+// It sets no ReadTimeout or WriteTimeout: both are per connection in HTTP/1.1
+// and would cut server streams (WatchOrders) short. Unary calls are bounded by
+// [UnaryTimeout] instead, and message sizes by [MaxMessageBytes].
+func NewHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		Protocols:         new(http.Protocols),
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams: 250,
+			// Ping idle clients so dead connections are noticed and freed.
+			SendPingTimeout: 30 * time.Second,
+			PingTimeout:     10 * time.Second,
+		},
+	}
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	return srv
+}
+
+// Serve runs srv on lis until ctx is done, then shuts it down gracefully,
+// waiting up to [ShutdownTimeout] for calls in flight. It returns nil after a
+// clean shutdown.
+func Serve(ctx context.Context, srv *http.Server, lis net.Listener, logger *slog.Logger) error {
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(lis) }()
+	logger.Info("serving", "addr", lis.Addr().String())
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve %s: %w", lis.Addr(), err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down", "addr", lis.Addr().String())
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownTimeout)
+	defer cancel()
+	err := srv.Shutdown(shutdownCtx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = errors.Join(err, srv.Close())
+	}
+	if serr := <-serveErr; !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	return err
+}
+
+// NewServeMux returns a mux that already serves the gRPC health protocol and
+// server reflection (v1 and v1alpha) for the named services.
+func NewServeMux(services ...string) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(services...)))
+	reflector := grpcreflect.NewStaticReflector(services...)
+	mux.Handle(grpcreflect.NewHandlerV1(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	return mux
+}
+
+// HandlerOptions are the options of every Connect handler here: message size
+// limit, compression threshold, a bound on unary calls, the hop header, a
+// log line per call, and panics turned into INTERNAL errors.
+func HandlerOptions(logger *slog.Logger, server string) connect.HandlerOption {
+	return connect.WithHandlerOptions(
+		connect.WithReadMaxBytes(MaxMessageBytes),
+		connect.WithCompressMinBytes(CompressMinBytes),
+		connect.WithInterceptors(
+			logInterceptor(logger),
+			TimeoutInterceptor(UnaryTimeout),
+			hopInterceptor(server),
+		),
+		connect.WithRecover(func(ctx context.Context, spec connect.Spec, _ http.Header, p any) error {
+			logger.ErrorContext(ctx, "panic in handler", "procedure", spec.Procedure, "panic", p)
+			return connect.NewError(connect.CodeInternal, errors.New("internal error"))
+		}),
+	)
+}
+
+// Middleware wraps a server's mux with what runs before Connect: call
+// observation for hops, and CORS for the listed origins.
+func Middleware(h http.Handler, allowedOrigins []string) http.Handler {
+	return withCORS(observe(h), allowedOrigins)
+}
