@@ -64,7 +64,7 @@ type callKey struct{}
 
 // call is what the HTTP layer knows of a call before Connect decodes it.
 type call struct {
-	start                                  time.Time
+	start                                   time.Time
 	procedure, protocol, codec, httpVersion string
 }
 

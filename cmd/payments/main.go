@@ -1,0 +1,47 @@
+// Command payments runs one payments replica.
+//
+//	go run ./cmd/payments -addr localhost:8081 -name payments-1 -db data/payments.db
+//
+// Several replicas may share one database file.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/connectshop/connectshop/internal/launch"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args, os.Getenv, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "payments: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "localhost:8081", "address to listen on (Connect, gRPC, gRPC-Web; HTTP/1.1 and h2c)")
+	name := fs.String("name", "payments-1", "replica name, recorded on every payment it charges")
+	db := fs.String("db", "data/payments.db", "SQLite database file; replicas may share one")
+	origins := fs.String("cors-origins", getenv("CORS_ORIGINS"), "comma-separated browser origins allowed to call (env CORS_ORIGINS)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, nil)).With("service", *name)
+	lis, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	return launch.Payments(ctx, logger, lis, *name, *db, launch.SplitList(*origins))
+}

@@ -1,0 +1,101 @@
+// Command shop runs the whole shop in one process: payments replicas, each on
+// its own port and sharing one database, and an orders service that spreads
+// its payment calls over all of them, with the page.
+//
+//	go run ./cmd/shop                 # orders on :8080, payments on :8081-8083
+//	go run ./cmd/shop -replicas 5 -addr localhost:9090 -data /tmp/shop
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+
+	"github.com/connectshop/connectshop/internal/launch"
+	"github.com/connectshop/connectshop/web"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args, os.Getenv, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "shop: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "localhost:8080", "address of orders and the page; payments replicas take the next ports")
+	replicas := fs.Int("replicas", 3, "number of payments replicas")
+	data := fs.String("data", "data", "directory for the SQLite files (orders.db, payments.db)")
+	origins := fs.String("cors-origins", getenv("CORS_ORIGINS"), "comma-separated browser origins allowed to call (env CORS_ORIGINS)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if *replicas < 1 {
+		return errors.New("-replicas must be at least 1")
+	}
+	host, portText, err := net.SplitHostPort(*addr)
+	if err != nil {
+		return fmt.Errorf("-addr: %w", err)
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil {
+		return fmt.Errorf("-addr: port: %w", err)
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	allowed := launch.SplitList(*origins)
+
+	// Listen on every port first, so a port in use fails before anything runs.
+	ordersLis, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	var (
+		paymentLis []net.Listener
+		targets    []string
+	)
+	for i := range *replicas {
+		lis, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port+1+i)))
+		if err != nil {
+			return err
+		}
+		paymentLis = append(paymentLis, lis)
+		targets = append(targets, "http://"+lis.Addr().String())
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, *replicas+1)
+	for i, lis := range paymentLis {
+		name := "payments-" + strconv.Itoa(i+1)
+		go func() {
+			errc <- launch.Payments(ctx, logger.With("service", name), lis, name, filepath.Join(*data, "payments.db"), allowed)
+		}()
+	}
+	go func() {
+		errc <- launch.Orders(ctx, logger.With("service", "orders"), ordersLis, filepath.Join(*data, "orders.db"), targets, web.Handler(), allowed)
+	}()
+	logger.Info("shop is open", "page", "http://"+ordersLis.Addr().String(), "payments", targets)
+
+	// The first service to stop, for a signal or an error, stops them all.
+	var errs []error
+	for range *replicas + 1 {
+		if err := <-errc; err != nil {
+			errs = append(errs, err)
+		}
+		cancel()
+	}
+	return errors.Join(errs...)
+}

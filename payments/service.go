@@ -1,0 +1,182 @@
+// Package payments is the payments service: it charges and refunds test card
+// tokens and keeps every payment in SQLite. No real money moves.
+package payments
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"time"
+
+	"connectrpc.com/connect"
+	paymentsv1 "github.com/connectshop/connectshop/gen/payments/v1"
+	"github.com/connectshop/connectshop/gen/payments/v1/paymentsv1connect"
+	"github.com/connectshop/connectshop/internal/rpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Test card tokens.
+const (
+	TokenApproved = "tok_visa"
+	TokenDeclined = "tok_declined"
+)
+
+// ReasonCardDeclined is the ErrorInfo reason of a declined charge.
+const ReasonCardDeclined = "CARD_DECLINED"
+
+// ReasonKeyReused is the ErrorInfo reason of an idempotency key sent again
+// with a different request.
+const ReasonKeyReused = "IDEMPOTENCY_KEY_REUSED"
+
+// MaxAmount caps one charge (in minor units) to keep test amounts sane.
+const MaxAmount = 100_000_000
+
+var (
+	idempotencyKeyPattern = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,128}$`)
+	currencyPattern       = regexp.MustCompile(`^[A-Z]{3}$`)
+)
+
+// Service implements [paymentsv1connect.PaymentServiceHandler].
+type Service struct {
+	logger  *slog.Logger
+	store   *Store
+	replica string
+}
+
+var _ paymentsv1connect.PaymentServiceHandler = (*Service)(nil)
+
+// NewService returns the service of the replica named replica, which is
+// recorded on every payment it charges.
+func NewService(logger *slog.Logger, store *Store, replica string) *Service {
+	return &Service{logger: logger, store: store, replica: replica}
+}
+
+// NewServer returns the payments HTTP handler: the PaymentService over
+// Connect, gRPC and gRPC-Web, plus health and reflection.
+func NewServer(logger *slog.Logger, svc *Service, allowedOrigins []string) http.Handler {
+	mux := rpc.NewServeMux(paymentsv1connect.PaymentServiceName)
+	mux.Handle(paymentsv1connect.NewPaymentServiceHandler(svc, rpc.HandlerOptions(logger, svc.replica)))
+	return rpc.Middleware(mux, allowedOrigins)
+}
+
+// Charge implements [paymentsv1connect.PaymentServiceHandler].
+func (s *Service) Charge(ctx context.Context, req *connect.Request[paymentsv1.ChargeRequest]) (*connect.Response[paymentsv1.ChargeResponse], error) {
+	msg := req.Msg
+	if err := validateCharge(msg); err != nil {
+		return nil, err
+	}
+	status := paymentsv1.PaymentStatus_PAYMENT_STATUS_CAPTURED
+	if msg.GetPaymentToken() == TokenDeclined {
+		status = paymentsv1.PaymentStatus_PAYMENT_STATUS_DECLINED
+	}
+	p, err := s.store.Charge(ctx, msg.GetIdempotencyKey(), requestHash(msg), &paymentsv1.Payment{
+		Id:        newID("pay_"),
+		Status:    status,
+		Amount:    msg.GetAmount(),
+		Reference: msg.GetReference(),
+		Replica:   s.replica,
+		CreatedAt: timestamppb.Now(),
+	})
+	if err != nil {
+		return nil, s.toConnect(ctx, err)
+	}
+	if p.GetStatus() == paymentsv1.PaymentStatus_PAYMENT_STATUS_DECLINED {
+		return nil, rpc.NewErrorWithReason(connect.CodeFailedPrecondition, ReasonCardDeclined,
+			"card declined", map[string]string{"payment_id": p.GetId()})
+	}
+	return connect.NewResponse(&paymentsv1.ChargeResponse{Payment: p}), nil
+}
+
+func validateCharge(msg *paymentsv1.ChargeRequest) error {
+	var v rpc.Violations
+	if !idempotencyKeyPattern.MatchString(msg.GetIdempotencyKey()) {
+		v.Add("idempotency_key", "must be 1 to 128 letters, digits or -_.:")
+	}
+	if !currencyPattern.MatchString(msg.GetAmount().GetCurrencyCode()) {
+		v.Add("amount.currency_code", "must be an ISO 4217 code such as USD")
+	}
+	if n := msg.GetAmount().GetMinorUnits(); n <= 0 || n > MaxAmount {
+		v.Add("amount.minor_units", "must be between 1 and %d", MaxAmount)
+	}
+	switch msg.GetPaymentToken() {
+	case TokenApproved, TokenDeclined:
+	case "":
+		v.Add("payment_token", "is required")
+	default:
+		v.Add("payment_token", "unknown test token; use %s or %s", TokenApproved, TokenDeclined)
+	}
+	if len(msg.GetReference()) > 128 {
+		v.Add("reference", "must be at most 128 characters")
+	}
+	return v.Err()
+}
+
+// requestHash identifies what a charge asks for, to tell a retry (same hash)
+// from a different request that reuses its idempotency key.
+func requestHash(msg *paymentsv1.ChargeRequest) []byte {
+	clone := proto.CloneOf(msg)
+	clone.IdempotencyKey = ""
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(clone)
+	if err != nil {
+		panic(err) // a valid message always marshals
+	}
+	sum := sha256.Sum256(b)
+	return sum[:]
+}
+
+// Refund implements [paymentsv1connect.PaymentServiceHandler]. A refund is
+// naturally idempotent: it is always for the whole payment, so the payment id
+// is its key.
+func (s *Service) Refund(ctx context.Context, req *connect.Request[paymentsv1.RefundRequest]) (*connect.Response[paymentsv1.RefundResponse], error) {
+	if req.Msg.GetPaymentId() == "" {
+		var v rpc.Violations
+		v.Add("payment_id", "is required")
+		return nil, v.Err()
+	}
+	p, err := s.store.Refund(ctx, req.Msg.GetPaymentId(), time.Now())
+	if err != nil {
+		return nil, s.toConnect(ctx, err)
+	}
+	return connect.NewResponse(&paymentsv1.RefundResponse{Payment: p}), nil
+}
+
+// GetPayment implements [paymentsv1connect.PaymentServiceHandler].
+func (s *Service) GetPayment(ctx context.Context, req *connect.Request[paymentsv1.GetPaymentRequest]) (*connect.Response[paymentsv1.GetPaymentResponse], error) {
+	if req.Msg.GetId() == "" {
+		var v rpc.Violations
+		v.Add("id", "is required")
+		return nil, v.Err()
+	}
+	p, err := s.store.Payment(ctx, req.Msg.GetId())
+	if err != nil {
+		return nil, s.toConnect(ctx, err)
+	}
+	return connect.NewResponse(&paymentsv1.GetPaymentResponse{Payment: p}), nil
+}
+
+// toConnect is the one place where store errors become codes. Anything
+// unexpected is logged and sent as a bland INTERNAL error.
+func (s *Service) toConnect(ctx context.Context, err error) error {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return connect.NewError(connect.CodeNotFound, ErrNotFound)
+	case errors.Is(err, ErrKeyReused):
+		return rpc.NewErrorWithReason(connect.CodeAlreadyExists, ReasonKeyReused, ErrKeyReused.Error(), nil)
+	case errors.Is(err, ErrNotRefundable):
+		return connect.NewError(connect.CodeFailedPrecondition, ErrNotRefundable)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	}
+	s.logger.ErrorContext(ctx, "payments store failed", "err", err)
+	return connect.NewError(connect.CodeInternal, errors.New("internal error"))
+}
+
+// newID returns prefix followed by 26 random base32 characters (130 bits).
+func newID(prefix string) string {
+	return prefix + rand.Text()
+}
