@@ -33,9 +33,9 @@ const ServerName = "orders"
 // Reasons in the ErrorInfo of CreateOrder errors. CARD_DECLINED and
 // IDEMPOTENCY_KEY_REUSED are the same as payments uses.
 const (
-	ReasonCardDeclined       = "CARD_DECLINED"
-	ReasonKeyReused          = "IDEMPOTENCY_KEY_REUSED"
-	ReasonPaymentsUnavailble = "PAYMENTS_UNAVAILABLE"
+	ReasonCardDeclined        = "CARD_DECLINED"
+	ReasonKeyReused           = "IDEMPOTENCY_KEY_REUSED"
+	ReasonPaymentsUnavailable = "PAYMENTS_UNAVAILABLE"
 )
 
 // Limits of one order.
@@ -139,19 +139,22 @@ func (s *Service) CreateOrder(ctx context.Context, req *connect.Request[ordersv1
 		key = "auto:" + rand.Text() // no retry safety asked for: every call is new
 	}
 	now := timestamppb.Now()
-	o, err := s.store.Create(ctx, key, requestHash(msg), msg.GetPaymentToken(), &ordersv1.Order{
+	newOrder := &ordersv1.Order{
 		Id:        "ord_" + rand.Text(),
 		Status:    ordersv1.OrderStatus_ORDER_STATUS_PENDING,
 		Items:     items,
 		Total:     total,
 		CreatedAt: now,
 		UpdatedAt: now,
-	})
+	}
+	o, err := s.store.Create(ctx, key, requestHash(msg), msg.GetPaymentToken(), newOrder)
 	if err != nil {
 		return nil, s.toConnect(ctx, err)
 	}
-	if o.GetStatus() == ordersv1.OrderStatus_ORDER_STATUS_PENDING {
+	if o == newOrder {
 		s.hub.publish(o)
+	}
+	if o.GetStatus() == ordersv1.OrderStatus_ORDER_STATUS_PENDING {
 		if o, err = s.charge(ctx, o, msg.GetPaymentToken()); err != nil {
 			return nil, err
 		}
@@ -302,7 +305,7 @@ func (s *Service) paymentsFailed(ctx context.Context, what, orderID string, err 
 	}
 	s.logger.WarnContext(ctx, "payments call failed", "call", what, "order_id", orderID,
 		"code", connect.CodeOf(err).String(), "err", err)
-	return rpc.NewErrorWithReason(connect.CodeUnavailable, ReasonPaymentsUnavailble,
+	return rpc.NewErrorWithReason(connect.CodeUnavailable, ReasonPaymentsUnavailable,
 		"payments is unavailable; retry (with the same idempotency key)", map[string]string{"order_id": orderID})
 }
 
@@ -497,12 +500,14 @@ func (s *Service) ResumePending(ctx context.Context, olderThan time.Duration) er
 }
 
 // RunRecovery calls [Service.ResumePending] every interval until ctx is done,
-// logging failures; run it in its own goroutine.
+// logging failures; run it in its own goroutine. It leaves alone orders younger
+// than twice the payment timeout, which their own CreateOrder may still be
+// settling.
 func (s *Service) RunRecovery(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if err := s.ResumePending(ctx, interval); err != nil && ctx.Err() == nil {
+		if err := s.ResumePending(ctx, 2*s.paymentTimeout); err != nil && ctx.Err() == nil {
 			s.logger.WarnContext(ctx, "resume pending orders", "err", err)
 		}
 		select {
