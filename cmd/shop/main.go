@@ -67,7 +67,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		targets    []string
 	)
 	for i := range *replicas {
-		lis, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port+1+i)))
+		replicaPort := 0 // port 0 (tests): let the system choose every port
+		if port != 0 {
+			replicaPort = port + 1 + i
+		}
+		lis, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(replicaPort)))
 		if err != nil {
 			return err
 		}

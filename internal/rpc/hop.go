@@ -6,6 +6,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -35,7 +36,7 @@ func (h Hop) Encode() string {
 		"protocol":  {h.Protocol},
 		"codec":     {h.Codec},
 		"http":      {h.HTTPVersion},
-		"duration":  {h.Duration.String()},
+		"duration":  {strconv.FormatFloat(h.Duration.Seconds(), 'f', 6, 64) + "s"}, // ASCII, unlike "µs"
 	}.Encode()
 }
 

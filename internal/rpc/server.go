@@ -83,11 +83,12 @@ func Serve(ctx context.Context, srv *http.Server, lis net.Listener, logger *slog
 }
 
 // NewServeMux returns a mux that already serves the gRPC health protocol and
-// server reflection (v1 and v1alpha) for the named services.
+// server reflection (v1 and v1alpha) for the named services. Reflection lists
+// the health service too, so grpcurl and buf curl can call it by name.
 func NewServeMux(services ...string) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(services...)))
-	reflector := grpcreflect.NewStaticReflector(services...)
+	reflector := grpcreflect.NewStaticReflector(append(services, grpchealth.HealthV1ServiceName)...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
 	return mux

@@ -1,0 +1,137 @@
+package payments_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"connectrpc.com/connect"
+	paymentsv1 "github.com/connectshop/connectshop/gen/payments/v1"
+	"github.com/connectshop/connectshop/gen/payments/v1/paymentsv1connect"
+	"github.com/connectshop/connectshop/internal/memhttp/memhttptest"
+	"github.com/connectshop/connectshop/internal/rpc"
+	"github.com/connectshop/connectshop/payments"
+)
+
+// newReplica serves a payments replica named name on the database at path,
+// and returns a gRPC client for it.
+func newReplica(t *testing.T, path, name string) paymentsv1connect.PaymentServiceClient {
+	t.Helper()
+	store, err := payments.OpenStore(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	logger := slog.New(slog.DiscardHandler)
+	srv := memhttptest.NewServer(t, payments.NewServer(logger, payments.NewService(logger, store, name), nil))
+	return paymentsv1connect.NewPaymentServiceClient(srv.Client(), srv.URL(), connect.WithGRPC())
+}
+
+func charge(key, token string, amount int64) *connect.Request[paymentsv1.ChargeRequest] {
+	return connect.NewRequest(&paymentsv1.ChargeRequest{
+		IdempotencyKey: key,
+		Amount:         &paymentsv1.Money{CurrencyCode: "USD", MinorUnits: amount},
+		PaymentToken:   token,
+		Reference:      "ord_" + key,
+	})
+}
+
+// Replicas sharing one database file charge a key once, even when the same
+// charge reaches all of them at the same moment.
+func TestChargeIsIdempotentAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "payments.db")
+	replicas := []paymentsv1connect.PaymentServiceClient{
+		newReplica(t, path, "payments-1"), newReplica(t, path, "payments-2"), newReplica(t, path, "payments-3"),
+	}
+	for k := range 5 {
+		key := fmt.Sprintf("key-%d", k)
+		var (
+			wg  sync.WaitGroup
+			mu  sync.Mutex
+			ids = map[string]bool{}
+		)
+		for i := range 9 {
+			wg.Go(func() {
+				resp, err := replicas[i%3].Charge(context.Background(), charge(key, "tok_visa", 500))
+				if err != nil {
+					t.Errorf("Charge: %v", err)
+					return
+				}
+				mu.Lock()
+				ids[resp.Msg.GetPayment().GetId()] = true
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		if len(ids) != 1 {
+			t.Errorf("key %s: got %d payments, want 1", key, len(ids))
+		}
+	}
+	// A key reused for another amount is refused, whichever replica sees it.
+	_, err := replicas[2].Charge(context.Background(), charge("key-0", "tok_visa", 501))
+	if connect.CodeOf(err) != connect.CodeAlreadyExists || rpc.Reason(err) != payments.ReasonKeyReused {
+		t.Errorf("got %v (reason %q), want already_exists %s", err, rpc.Reason(err), payments.ReasonKeyReused)
+	}
+}
+
+func TestChargeOutcomes(t *testing.T) {
+	t.Parallel()
+	c := newReplica(t, filepath.Join(t.TempDir(), "payments.db"), "payments-7")
+	resp, err := c.Charge(context.Background(), charge("ok", "tok_visa", 1999))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := resp.Msg.GetPayment()
+	if p.GetStatus() != paymentsv1.PaymentStatus_PAYMENT_STATUS_CAPTURED || p.GetReplica() != "payments-7" || p.GetAmount().GetMinorUnits() != 1999 {
+		t.Errorf("got %v, want CAPTURED 1999 on payments-7", p)
+	}
+
+	for range 2 { // a declined charge stays declined on retry
+		_, err = c.Charge(context.Background(), charge("no", "tok_declined", 1999))
+		if connect.CodeOf(err) != connect.CodeFailedPrecondition || rpc.Reason(err) != payments.ReasonCardDeclined {
+			t.Errorf("got %v (reason %q), want failed_precondition CARD_DECLINED", err, rpc.Reason(err))
+		}
+	}
+
+	bad := []*connect.Request[paymentsv1.ChargeRequest]{
+		charge("k", "tok_unknown", 100),
+		charge("k", "", 100),
+		charge("k", "tok_visa", 0),
+		charge("has space", "tok_visa", 100),
+		connect.NewRequest(&paymentsv1.ChargeRequest{IdempotencyKey: "k", PaymentToken: "tok_visa", Amount: &paymentsv1.Money{CurrencyCode: "usd", MinorUnits: 1}}),
+	}
+	for _, req := range bad {
+		if _, err := c.Charge(context.Background(), req); connect.CodeOf(err) != connect.CodeInvalidArgument {
+			t.Errorf("Charge(%v): got %v, want invalid_argument", req.Msg, err)
+		}
+	}
+}
+
+func TestRefund(t *testing.T) {
+	t.Parallel()
+	c := newReplica(t, filepath.Join(t.TempDir(), "payments.db"), "payments-1")
+	resp, err := c.Charge(context.Background(), charge("r", "tok_visa", 700))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := resp.Msg.GetPayment().GetId()
+	for range 2 { // refunding twice is safe
+		got, err := c.Refund(context.Background(), connect.NewRequest(&paymentsv1.RefundRequest{PaymentId: id}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := got.Msg.GetPayment(); p.GetStatus() != paymentsv1.PaymentStatus_PAYMENT_STATUS_REFUNDED || p.GetRefundedAt() == nil {
+			t.Errorf("got %v, want REFUNDED with a time", p)
+		}
+	}
+	if _, err := c.Refund(context.Background(), connect.NewRequest(&paymentsv1.RefundRequest{PaymentId: "pay_nope"})); connect.CodeOf(err) != connect.CodeNotFound {
+		t.Errorf("refund of unknown payment: got %v, want not_found", err)
+	}
+	if _, err := c.GetPayment(context.Background(), connect.NewRequest(&paymentsv1.GetPaymentRequest{Id: "pay_nope"})); connect.CodeOf(err) != connect.CodeNotFound {
+		t.Errorf("get of unknown payment: got %v, want not_found", err)
+	}
+}
