@@ -5,8 +5,8 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"strings"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -65,7 +65,7 @@ func TestRunServesTheShop(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(body), `"SERVING"`) {
+	if !strings.Contains(string(body), `"SERVING_STATUS_SERVING"`) {
 		t.Fatalf("health check: got %d %s, want SERVING", resp.StatusCode, body)
 	}
 
