@@ -6,13 +6,11 @@ package orders
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"strconv"
 	"time"
 
@@ -46,8 +44,6 @@ const (
 	maxPage        = 100
 	defaultTimeout = 5 * time.Second
 )
-
-var idempotencyKeyPattern = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,128}$`)
 
 // Payments is what orders needs of the payments service. The generated
 // [paymentsv1connect.PaymentServiceClient] implements it; see
@@ -177,8 +173,8 @@ func price(msg *ordersv1.CreateOrderRequest) ([]*ordersv1.OrderItem, *ordersv1.M
 	if msg.GetPaymentToken() == "" {
 		v.Add("payment_token", "is required")
 	}
-	if k := msg.GetIdempotencyKey(); k != "" && !idempotencyKeyPattern.MatchString(k) {
-		v.Add("idempotency_key", "must be 1 to 128 letters, digits or -_.:")
+	if k := msg.GetIdempotencyKey(); k != "" && !rpc.ValidIdempotencyKey(k) {
+		v.Add("idempotency_key", rpc.IdempotencyKeyRule)
 	}
 	var (
 		items = make([]*ordersv1.OrderItem, 0, len(msg.GetItems()))
@@ -219,17 +215,12 @@ func price(msg *ordersv1.CreateOrderRequest) ([]*ordersv1.OrderItem, *ordersv1.M
 	return items, usd(total), nil
 }
 
-// requestHash identifies what a CreateOrder asks for, to tell a retry (same
-// hash) from a different request that reuses its idempotency key.
+// requestHash fingerprints what a request asks for, without its idempotency
+// key; see [rpc.Fingerprint].
 func requestHash(msg *ordersv1.CreateOrderRequest) []byte {
 	clone := proto.CloneOf(msg)
 	clone.IdempotencyKey = ""
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(clone)
-	if err != nil {
-		panic(err) // a valid message always marshals
-	}
-	sum := sha256.Sum256(b)
-	return sum[:]
+	return rpc.Fingerprint(clone)
 }
 
 // charge asks payments to charge a pending order and records the outcome. It
@@ -263,20 +254,29 @@ func (s *Service) charge(ctx context.Context, o *ordersv1.Order, token string) (
 		return nil, s.paymentsFailed(ctx, "charge", o.GetId(), err)
 	}
 	hops := s.hops(ctx, paymentHeader(resp, err))
-	// Record the outcome even if the client has gone: the card was charged.
-	settleCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.paymentTimeout)
-	defer cancel()
-	settled, changed, err := s.store.Update(settleCtx, o.GetId(), func(o *ordersv1.Order) (bool, error) {
-		if o.GetStatus() != ordersv1.OrderStatus_ORDER_STATUS_PENDING {
-			return false, nil // a concurrent retry settled it first
-		}
+	return s.transition(ctx, o.GetId(), ordersv1.OrderStatus_ORDER_STATUS_PENDING, hops, func(o *ordersv1.Order) {
 		if declined {
 			o.Status = ordersv1.OrderStatus_ORDER_STATUS_PAYMENT_DECLINED
-		} else {
-			o.Status = ordersv1.OrderStatus_ORDER_STATUS_PAID
-			o.PaymentId = resp.Msg.GetPayment().GetId()
-			o.PaymentReplica = resp.Msg.GetPayment().GetReplica()
+			return
 		}
+		o.Status = ordersv1.OrderStatus_ORDER_STATUS_PAID
+		o.PaymentId = resp.Msg.GetPayment().GetId()
+		o.PaymentReplica = resp.Msg.GetPayment().GetReplica()
+	})
+}
+
+// transition moves order id from status from to what apply sets, appending
+// hops, unless a concurrent call moved it first, and tells watchers. It returns
+// the order as stored. It runs even if the client has gone, since the payment
+// it records has happened.
+func (s *Service) transition(ctx context.Context, id string, from ordersv1.OrderStatus, hops []*ordersv1.Hop, apply func(*ordersv1.Order)) (*ordersv1.Order, error) {
+	updateCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.paymentTimeout)
+	defer cancel()
+	o, changed, err := s.store.Update(updateCtx, id, func(o *ordersv1.Order) (bool, error) {
+		if o.GetStatus() != from {
+			return false, nil
+		}
+		apply(o)
 		o.Hops = append(o.Hops, hops...)
 		o.UpdatedAt = timestamppb.Now()
 		return true, nil
@@ -285,9 +285,9 @@ func (s *Service) charge(ctx context.Context, o *ordersv1.Order, token string) (
 		return nil, s.toConnect(ctx, err)
 	}
 	if changed {
-		s.hub.publish(settled)
+		s.hub.publish(o)
 	}
-	return settled, nil
+	return o, nil
 }
 
 // declined is the error for an order whose card was declined.
@@ -430,23 +430,11 @@ func (s *Service) CancelOrder(ctx context.Context, req *connect.Request[ordersv1
 	if err != nil {
 		return nil, s.paymentsFailed(ctx, "refund", o.GetId(), err)
 	}
-	hops := s.hops(ctx, resp.Header())
-	updateCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.paymentTimeout)
-	defer cancel()
-	o, changed, err := s.store.Update(updateCtx, o.GetId(), func(o *ordersv1.Order) (bool, error) {
-		if o.GetStatus() != ordersv1.OrderStatus_ORDER_STATUS_PAID {
-			return false, nil // a concurrent cancel won
-		}
+	o, err = s.transition(ctx, o.GetId(), ordersv1.OrderStatus_ORDER_STATUS_PAID, s.hops(ctx, resp.Header()), func(o *ordersv1.Order) {
 		o.Status = ordersv1.OrderStatus_ORDER_STATUS_CANCELLED
-		o.Hops = append(o.Hops, hops...)
-		o.UpdatedAt = timestamppb.Now()
-		return true, nil
 	})
 	if err != nil {
-		return nil, s.toConnect(ctx, err)
-	}
-	if changed {
-		s.hub.publish(o)
+		return nil, err
 	}
 	return connect.NewResponse(&ordersv1.CancelOrderResponse{Order: o}), nil
 }

@@ -5,7 +5,6 @@ package payments
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -36,10 +35,7 @@ const ReasonKeyReused = "IDEMPOTENCY_KEY_REUSED"
 // MaxAmount caps one charge (in minor units) to keep test amounts sane.
 const MaxAmount = 100_000_000
 
-var (
-	idempotencyKeyPattern = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,128}$`)
-	currencyPattern       = regexp.MustCompile(`^[A-Z]{3}$`)
-)
+var currencyPattern = regexp.MustCompile(`^[A-Z]{3}$`)
 
 // Service implements [paymentsv1connect.PaymentServiceHandler].
 type Service struct {
@@ -94,8 +90,8 @@ func (s *Service) Charge(ctx context.Context, req *connect.Request[paymentsv1.Ch
 
 func validateCharge(msg *paymentsv1.ChargeRequest) error {
 	var v rpc.Violations
-	if !idempotencyKeyPattern.MatchString(msg.GetIdempotencyKey()) {
-		v.Add("idempotency_key", "must be 1 to 128 letters, digits or -_.:")
+	if !rpc.ValidIdempotencyKey(msg.GetIdempotencyKey()) {
+		v.Add("idempotency_key", rpc.IdempotencyKeyRule)
 	}
 	if !currencyPattern.MatchString(msg.GetAmount().GetCurrencyCode()) {
 		v.Add("amount.currency_code", "must be an ISO 4217 code such as USD")
@@ -116,17 +112,12 @@ func validateCharge(msg *paymentsv1.ChargeRequest) error {
 	return v.Err()
 }
 
-// requestHash identifies what a charge asks for, to tell a retry (same hash)
-// from a different request that reuses its idempotency key.
+// requestHash fingerprints what a request asks for, without its idempotency
+// key; see [rpc.Fingerprint].
 func requestHash(msg *paymentsv1.ChargeRequest) []byte {
 	clone := proto.CloneOf(msg)
 	clone.IdempotencyKey = ""
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(clone)
-	if err != nil {
-		panic(err) // a valid message always marshals
-	}
-	sum := sha256.Sum256(b)
-	return sum[:]
+	return rpc.Fingerprint(clone)
 }
 
 // Refund implements [paymentsv1connect.PaymentServiceHandler]. A refund is
