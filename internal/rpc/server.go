@@ -35,8 +35,9 @@ const (
 // reach the same handlers.
 //
 // It sets no ReadTimeout or WriteTimeout: both are per connection in HTTP/1.1
-// and would cut server streams (WatchOrders) short. Unary calls are bounded by
-// [UnaryTimeout] instead, and message sizes by [MaxMessageBytes].
+// and would cut server streams (WatchOrders) short. [Middleware] bounds the
+// time to send a request body instead ([BodyTimeout]), handlers bound unary
+// calls ([UnaryTimeout]), and message sizes are capped ([MaxMessageBytes]).
 func NewHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
 	srv := &http.Server{
 		Handler:           h,
@@ -113,8 +114,8 @@ func HandlerOptions(logger *slog.Logger, server string) connect.HandlerOption {
 	)
 }
 
-// Middleware wraps a server's mux with what runs before Connect: call
-// observation for hops, and CORS for the listed origins.
+// Middleware wraps a server's mux with what runs before Connect: CORS for the
+// listed origins, call observation for hops, and a deadline on request bodies.
 func Middleware(h http.Handler, allowedOrigins []string) http.Handler {
-	return withCORS(observe(h), allowedOrigins)
+	return withCORS(observe(bodyDeadline(h, BodyTimeout)), allowedOrigins)
 }
