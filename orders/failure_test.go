@@ -121,7 +121,7 @@ func TestDataSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	before := newShop(t, shopConfig{dir: dir})
 	o := createOrder(t, before.client(), visaOrder("restart-1"))
-	for _, srv := range []interface{ Close() error }{before.orders, before.payments, before.paymentsStore} {
+	for _, srv := range []interface{ Close() error }{before.orders, before.payments, before.ordersStore, before.paymentsStore} {
 		if err := srv.Close(); err != nil {
 			t.Fatal(err)
 		}

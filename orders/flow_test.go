@@ -327,9 +327,16 @@ func TestListOrdersPagesNewestFirst(t *testing.T) {
 func TestWatchOrdersSeesNewOrders(t *testing.T) {
 	t.Parallel()
 	s := newShop(t, shopConfig{})
-	for _, opts := range [][]connect.ClientOption{{connect.WithProtoJSON()}, {connect.WithGRPCWeb()}, {connect.WithGRPC()}} {
+	clients := []ordersv1connect.OrderServiceClient{
+		// As a browser on HTTP/1.1 would call it.
+		ordersv1connect.NewOrderServiceClient(s.orders.HTTP1Client(), s.orders.URL(), connect.WithProtoJSON()),
+		ordersv1connect.NewOrderServiceClient(s.orders.HTTP1Client(), s.orders.URL(), connect.WithGRPCWeb()),
+		s.client(connect.WithProtoJSON()),
+		s.client(connect.WithGRPC()),
+	}
+	for _, c := range clients {
 		ctx := ctxWithTimeout(t, 5*time.Second)
-		stream, err := s.client(opts...).WatchOrders(ctx, connect.NewRequest(&ordersv1.WatchOrdersRequest{}))
+		stream, err := c.WatchOrders(ctx, connect.NewRequest(&ordersv1.WatchOrdersRequest{}))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -57,7 +57,10 @@ type Payments interface {
 // binary codec over httpClient, which should speak HTTP/2 cleartext (see
 // [rpc.NewH2CClient]). baseURL is like "http://localhost:8081".
 func NewPaymentsClient(httpClient connect.HTTPClient, baseURL string) paymentsv1connect.PaymentServiceClient {
-	return paymentsv1connect.NewPaymentServiceClient(httpClient, baseURL, connect.WithGRPC())
+	return paymentsv1connect.NewPaymentServiceClient(httpClient, baseURL,
+		connect.WithGRPC(),
+		connect.WithReadMaxBytes(rpc.MaxMessageBytes), // a payment is tiny; refuse a runaway answer
+	)
 }
 
 // Service implements [ordersv1connect.OrderServiceHandler].

@@ -25,14 +25,16 @@ type shop struct {
 	orders         *memhttp.Server
 	payments       *memhttp.Server
 	ordersSvc      *orders.Service
+	ordersStore    *orders.Store
 	paymentsStore  *payments.Store
 	paymentsClient paymentsv1connect.PaymentServiceClient // for checks, over gRPC
 }
 
 type shopConfig struct {
-	dir         string // data directory; a new temporary one if empty
-	opts        []orders.Option
-	wrapPayment func(orders.Payments) orders.Payments // to inject failures
+	dir            string // data directory; a new temporary one if empty
+	opts           []orders.Option
+	wrapPayment    func(orders.Payments) orders.Payments // to inject failures
+	allowedOrigins []string                              // CORS
 }
 
 func newShop(t *testing.T, cfg shopConfig) *shop {
@@ -61,7 +63,7 @@ func newShop(t *testing.T, cfg shopConfig) *shop {
 		pay = cfg.wrapPayment(pay)
 	}
 	osvc := orders.NewService(logger, ostore, pay, cfg.opts...)
-	osrvConfig := rpc.NewHTTPServer(orders.NewServer(logger, osvc, web.Handler(), nil), logger)
+	osrvConfig := rpc.NewHTTPServer(orders.NewServer(logger, osvc, web.Handler(), cfg.allowedOrigins), logger)
 	osrvConfig.RegisterOnShutdown(osvc.Close)
 	osrv := memhttptest.Serve(t, osrvConfig)
 
@@ -69,6 +71,7 @@ func newShop(t *testing.T, cfg shopConfig) *shop {
 		orders:         osrv,
 		payments:       psrv,
 		ordersSvc:      osvc,
+		ordersStore:    ostore,
 		paymentsStore:  pstore,
 		paymentsClient: paymentsv1connect.NewPaymentServiceClient(psrv.Client(), psrv.URL(), connect.WithGRPC()),
 	}

@@ -1,62 +1,27 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"connectrpc.com/connect"
 	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
 	"github.com/connectshop/connectshop/gen/orders/v1/ordersv1connect"
+	"github.com/connectshop/connectshop/internal/cmdtest"
 	"github.com/connectshop/connectshop/internal/rpc"
 )
-
-// syncBuffer is a bytes.Buffer that the shop's logger and the test share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // The whole shop on real loopback ports: it becomes healthy, sells over
 // Connect JSON, spreads charges over every payments replica, and stops
 // cleanly when its context ends.
 func TestRunServesTheShop(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var logs syncBuffer
-	done := make(chan error, 1)
 	args := []string{"shop", "-addr", "127.0.0.1:0", "-replicas", "3", "-data", t.TempDir()}
-	go func() { done <- run(ctx, args, func(string) string { return "" }, &logs) }()
-
-	pageRE := regexp.MustCompile(`page=(http://\S+)`)
-	var baseURL string
-	for deadline := time.Now().Add(10 * time.Second); baseURL == ""; time.Sleep(20 * time.Millisecond) {
-		if m := pageRE.FindStringSubmatch(logs.String()); m != nil {
-			baseURL = m[1]
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("shop did not start; logs:\n%s", logs.String())
-		}
-	}
+	baseURL, stop := startShop(t, args)
 
 	// gRPC health, here over the Connect protocol with JSON, as curl would.
 	resp, err := http.Post(baseURL+"/grpc.health.v1.Health/Check", "application/json", strings.NewReader(`{"service":"orders.v1.OrderService"}`))
@@ -72,27 +37,49 @@ func TestRunServesTheShop(t *testing.T) {
 	httpClient := rpc.NewH2CClient()
 	c := ordersv1connect.NewOrderServiceClient(httpClient, baseURL, connect.WithProtoJSON())
 	replicas := map[string]int{}
+	var lastOrder *ordersv1.Order
 	for range 30 {
-		resp, err := c.CreateOrder(ctx, connect.NewRequest(&ordersv1.CreateOrderRequest{
+		resp, err := c.CreateOrder(context.Background(), connect.NewRequest(&ordersv1.CreateOrderRequest{
 			Items:        []*ordersv1.CartItem{{ProductId: "protobuf-mug", Quantity: 1}},
 			PaymentToken: "tok_visa",
 		}))
 		if err != nil {
-			t.Fatalf("CreateOrder: %v\nlogs:\n%s", err, logs.String())
+			t.Fatalf("CreateOrder: %v", err)
 		}
-		replicas[resp.Msg.GetOrder().GetPaymentReplica()]++
+		lastOrder = resp.Msg.GetOrder()
+		replicas[lastOrder.GetPaymentReplica()]++
 	}
 	if len(replicas) != 3 {
 		t.Errorf("got charges on %v, want all three replicas", replicas)
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("shop did not stop within 15s")
+	if err := stop(); err != nil {
+		t.Fatalf("run: %v", err)
 	}
+
+	// Started again on the same data, the shop still has the order.
+	baseURL, _ = startShop(t, args)
+	c = ordersv1connect.NewOrderServiceClient(httpClient, baseURL, connect.WithGRPC())
+	got, err := c.GetOrder(context.Background(), connect.NewRequest(&ordersv1.GetOrderRequest{Id: lastOrder.GetId()}))
+	if err != nil || got.Msg.GetOrder().GetStatus() != ordersv1.OrderStatus_ORDER_STATUS_PAID {
+		t.Fatalf("after restart: got %v (err %v), want order %s PAID", got, err, lastOrder.GetId())
+	}
+}
+
+func TestRunRejectsBadFlags(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"shop", "-replicas", "0"}, {"shop", "-addr", "nohost"}, {"shop", "-nope"}} {
+		if err := run(context.Background(), args, func(string) string { return "" }, io.Discard); err == nil {
+			t.Errorf("run %v: got no error", args)
+		}
+	}
+}
+
+// startShop runs the shop with args and returns the orders base URL.
+func startShop(t *testing.T, args []string) (string, func() error) {
+	t.Helper()
+	logs, stop := cmdtest.Start(t, func(ctx context.Context, stderr io.Writer) error {
+		return run(ctx, args, func(string) string { return "" }, stderr)
+	})
+	return logs.WaitFor(t, regexp.MustCompile(`page=(http://\S+)`))[1], stop
 }

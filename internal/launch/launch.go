@@ -27,6 +27,7 @@ const RecoveryInterval = 30 * time.Second
 // Payments serves one payments replica named name on lis, with its data in
 // the SQLite file dbPath, until ctx is done.
 func Payments(ctx context.Context, logger *slog.Logger, lis net.Listener, name, dbPath string, allowedOrigins []string) error {
+	defer lis.Close() // in case setup fails before Serve owns it
 	store, err := payments.OpenStore(ctx, dbPath)
 	if err != nil {
 		return err
@@ -40,6 +41,7 @@ func Payments(ctx context.Context, logger *slog.Logger, lis net.Listener, name, 
 // Orders serves the orders service and the page on lis, with its data in the
 // SQLite file dbPath and payments at the given targets, until ctx is done.
 func Orders(ctx context.Context, logger *slog.Logger, lis net.Listener, dbPath string, paymentTargets []string, page http.Handler, allowedOrigins []string) error {
+	defer lis.Close() // in case setup fails before Serve owns it
 	httpClient, baseURL, closeClient, err := PaymentsHTTPClient(paymentTargets)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
@@ -16,10 +17,17 @@ const BodyTimeout = 15 * time.Second
 // would do that too, but it stays armed for the whole connection and would cut
 // server streams). The deadline is lifted once the body has been read to its
 // end, which every unary call and every server stream does before it answers:
-// a WatchOrders stream then lives as long as its client wants. (A client or
-// bidirectional stream would have to be excluded here; this shop has none.)
-func bodyDeadline(next http.Handler, timeout time.Duration) http.Handler {
+// a WatchOrders stream then lives as long as its client wants. Client and
+// bidirectional streams keep their request body open, so the paths under
+// exempt (e.g. server reflection, a bidirectional stream) get no deadline.
+func bodyDeadline(next http.Handler, timeout time.Duration, exempt ...string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, prefix := range exempt {
+			if strings.HasPrefix(r.URL.Path, prefix) {
+				next.ServeHTTP(w, r)
+				return
+			}
+		}
 		rc := http.NewResponseController(w)
 		if err := rc.SetReadDeadline(time.Now().Add(timeout)); err != nil {
 			next.ServeHTTP(w, r) // a writer without deadlines, e.g. in a unit test

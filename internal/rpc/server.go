@@ -117,5 +117,6 @@ func HandlerOptions(logger *slog.Logger, server string) connect.HandlerOption {
 // Middleware wraps a server's mux with what runs before Connect: CORS for the
 // listed origins, call observation for hops, and a deadline on request bodies.
 func Middleware(h http.Handler, allowedOrigins []string) http.Handler {
-	return withCORS(observe(bodyDeadline(h, BodyTimeout)), allowedOrigins)
+	return withCORS(observe(bodyDeadline(h, BodyTimeout,
+		"/"+grpcreflect.ReflectV1ServiceName+"/", "/"+grpcreflect.ReflectV1AlphaServiceName+"/")), allowedOrigins)
 }

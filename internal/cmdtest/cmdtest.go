@@ -1,0 +1,71 @@
+// Package cmdtest runs a command's run function inside a test, as the
+// commands' own tests do: start it, wait for a log line, call it, stop it.
+package cmdtest
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"regexp"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Logs collects what a command writes to stderr.
+type Logs struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Write implements [io.Writer].
+func (l *Logs) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// String returns everything written so far.
+func (l *Logs) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// WaitFor waits up to 10 s for a log line matching re and returns its
+// submatches; it fails the test if none comes.
+func (l *Logs) WaitFor(t testing.TB, re *regexp.Regexp) []string {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if m := re.FindStringSubmatch(l.String()); m != nil {
+			return m
+		}
+	}
+	t.Fatalf("no log line matched %s; logs:\n%s", re, l.String())
+	return nil
+}
+
+// Start calls run in the background with a context that the returned stop
+// function cancels; stop then waits up to 15 s for run and returns its error.
+func Start(t testing.TB, run func(ctx context.Context, stderr io.Writer) error) (logs *Logs, stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	logs = new(Logs)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, logs) }()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case err = <-done:
+			case <-time.After(15 * time.Second):
+				t.Errorf("command did not stop within 15s; logs:\n%s", logs.String())
+			}
+		})
+		return err
+	}
+	t.Cleanup(func() { stop() })
+	return logs, stop
+}

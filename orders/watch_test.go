@@ -1,0 +1,38 @@
+package orders
+
+import (
+	"testing"
+
+	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
+)
+
+func TestHubDropsLaggingWatcher(t *testing.T) {
+	t.Parallel()
+	h := newHub()
+	slow, _ := h.subscribe()
+	fast, _ := h.subscribe()
+	for i := range watchBuffer + 1 {
+		h.publish(&ordersv1.Order{Id: string(rune('a' + i%26))})
+		if i < watchBuffer {
+			<-fast.changes // fast keeps up
+		}
+	}
+	n := 0
+	for range slow.changes { // closed after its buffer filled
+		n++
+	}
+	if n != watchBuffer || !h.isLagged(slow) {
+		t.Errorf("slow watcher: got %d changes, lagged=%v; want %d and lagged", n, h.isLagged(slow), watchBuffer)
+	}
+	if got := <-fast.changes; got == nil || h.isLagged(fast) {
+		t.Errorf("fast watcher: got %v, lagged=%v; want the last change, not lagged", got, h.isLagged(fast))
+	}
+	h.unsubscribe(slow) // already gone: must not panic
+	h.close()
+	if _, ok := <-fast.changes; ok {
+		t.Error("fast watcher's channel still open after close")
+	}
+	if _, ok := h.subscribe(); ok {
+		t.Error("subscribe after close succeeded")
+	}
+}
