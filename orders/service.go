@@ -138,20 +138,16 @@ func (s *Service) CreateOrder(ctx context.Context, req *connect.Request[ordersv1
 		key = "auto:" + rand.Text() // no retry safety asked for: every call is new
 	}
 	now := timestamppb.Now()
-	newOrder := &ordersv1.Order{
+	o, err := s.store.Create(ctx, key, requestHash(msg), msg.GetPaymentToken(), &ordersv1.Order{
 		Id:        "ord_" + rand.Text(),
 		Status:    ordersv1.OrderStatus_ORDER_STATUS_PENDING,
 		Items:     items,
 		Total:     total,
 		CreatedAt: now,
 		UpdatedAt: now,
-	}
-	o, err := s.store.Create(ctx, key, requestHash(msg), msg.GetPaymentToken(), newOrder)
+	})
 	if err != nil {
 		return nil, s.toConnect(ctx, err)
-	}
-	if o == newOrder {
-		s.hub.publish(o)
 	}
 	if o.GetStatus() == ordersv1.OrderStatus_ORDER_STATUS_PENDING {
 		if o, err = s.charge(ctx, o, msg.GetPaymentToken()); err != nil {
@@ -254,6 +250,10 @@ func (s *Service) charge(ctx context.Context, o *ordersv1.Order, token string) (
 		v.Add("payment_token", "was rejected by payments: %s", errorMessage(err))
 		return nil, v.Err()
 	default:
+		// The order stays PENDING until a retry or ResumePending settles it;
+		// watchers see it waiting. (A pending order that is being charged
+		// right now is not published: it may still vanish as invalid.)
+		s.hub.publish(o)
 		return nil, s.paymentsFailed(ctx, "charge", o.GetId(), err)
 	}
 	hops := s.hops(ctx, paymentHeader(resp, err))
