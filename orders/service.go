@@ -54,12 +54,18 @@ type Payments interface {
 }
 
 // NewPaymentsClient returns a payments client that speaks gRPC with the
-// binary codec over httpClient, which should speak HTTP/2 cleartext (see
-// [rpc.NewH2CClient]). baseURL is like "http://localhost:8081".
+// binary codec over httpClient, which should speak HTTP/2 cleartext: the
+// client of internal/balance, which spreads calls over replicas, or
+// [rpc.NewH2CClient] for one. Calls that fail for want of a replica are retried.
 func NewPaymentsClient(httpClient connect.HTTPClient, baseURL string) paymentsv1connect.PaymentServiceClient {
 	return paymentsv1connect.NewPaymentServiceClient(httpClient, baseURL,
 		connect.WithGRPC(),
 		connect.WithReadMaxBytes(rpc.MaxMessageBytes), // a payment is tiny; refuse a runaway answer
+		// Charge and Refund are IDEMPOTENT in payments.proto (keyed by the
+		// order id and the payment id), so a call that a dead or restarting
+		// replica could not answer is sent again, to whichever replica the
+		// balancer picks next.
+		connect.WithInterceptors(rpc.RetryInterceptor(4, 2*time.Second, 50*time.Millisecond)),
 	)
 }
 
@@ -70,6 +76,7 @@ type Service struct {
 	payments       Payments
 	paymentTimeout time.Duration
 	hub            *hub
+	stats          *replicaStats
 }
 
 var _ ordersv1connect.OrderServiceHandler = (*Service)(nil)
@@ -95,6 +102,7 @@ func NewService(logger *slog.Logger, store *Store, payments Payments, opts ...Op
 		payments:       payments,
 		paymentTimeout: defaultTimeout,
 		hub:            newHub(),
+		stats:          newReplicaStats(),
 	}
 	for _, o := range opts {
 		o.apply(s)
@@ -326,13 +334,14 @@ func paymentHeader[T any](resp *connect.Response[T], err error) http.Header {
 
 // hops returns the hops of the current call: client to orders, as orders sees
 // it now, and orders to payments, as the payments replica reported it in
-// header.
+// header. It counts the answer in the replica stats.
 func (s *Service) hops(ctx context.Context, header http.Header) []*ordersv1.Hop {
 	var hops []*ordersv1.Hop
 	if h, ok := rpc.HopFromContext(ctx, ServerName); ok {
 		hops = append(hops, hopProto(h))
 	}
 	if h, ok := rpc.ParseHop(header); ok {
+		s.stats.record(h.Server)
 		hops = append(hops, hopProto(h))
 	}
 	return hops

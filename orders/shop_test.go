@@ -51,7 +51,7 @@ func newShop(t *testing.T, cfg shopConfig) *shop {
 	}
 	t.Cleanup(func() { pstore.Close() })
 	psvc := payments.NewService(logger, pstore, "payments-1")
-	psrv := memhttptest.Serve(t, rpc.NewHTTPServer(payments.NewServer(logger, psvc, nil), logger))
+	psrv := memhttptest.Serve(t, rpc.NewHTTPServer(payments.NewServer(logger, psvc, payments.Faults{}, nil), logger))
 
 	ostore, err := orders.OpenStore(ctx, filepath.Join(cfg.dir, "orders.db"))
 	if err != nil {

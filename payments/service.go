@@ -53,10 +53,15 @@ func NewService(logger *slog.Logger, store *Store, replica string) *Service {
 }
 
 // NewServer returns the payments HTTP handler: the PaymentService over
-// Connect, gRPC and gRPC-Web, plus health and reflection.
-func NewServer(logger *slog.Logger, svc *Service, allowedOrigins []string) http.Handler {
+// Connect, gRPC and gRPC-Web, plus health and reflection. faults, if not
+// zero, are injected into PaymentService calls (not health checks).
+func NewServer(logger *slog.Logger, svc *Service, faults Faults, allowedOrigins []string) http.Handler {
 	mux := rpc.NewServeMux(paymentsv1connect.PaymentServiceName)
-	mux.Handle(paymentsv1connect.NewPaymentServiceHandler(svc, rpc.HandlerOptions(logger, svc.replica)))
+	opts := []connect.HandlerOption{rpc.HandlerOptions(logger, svc.replica)}
+	if faults.enabled() {
+		opts = append(opts, connect.WithInterceptors(faults.interceptor()))
+	}
+	mux.Handle(paymentsv1connect.NewPaymentServiceHandler(svc, opts...))
 	return rpc.Middleware(mux, allowedOrigins)
 }
 

@@ -26,7 +26,7 @@ func newReplica(t *testing.T, path, name string) paymentsv1connect.PaymentServic
 	}
 	t.Cleanup(func() { store.Close() })
 	logger := slog.New(slog.DiscardHandler)
-	srv := memhttptest.NewServer(t, payments.NewServer(logger, payments.NewService(logger, store, name), nil))
+	srv := memhttptest.NewServer(t, payments.NewServer(logger, payments.NewService(logger, store, name), payments.Faults{}, nil))
 	return paymentsv1connect.NewPaymentServiceClient(srv.Client(), srv.URL(), connect.WithGRPC())
 }
 

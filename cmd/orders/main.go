@@ -1,6 +1,7 @@
 // Command orders runs the orders service and the demo page.
 //
 //	go run ./cmd/orders -addr localhost:8080 -db data/orders.db -payments http://localhost:8081,http://localhost:8082
+//	go run ./cmd/orders -payments dns:///payments.shop.svc.cluster.local:8081
 package main
 
 import (
@@ -32,7 +33,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "localhost:8080", "address to listen on (Connect, gRPC, gRPC-Web, the page; HTTP/1.1 and h2c)")
 	db := fs.String("db", "data/orders.db", "SQLite database file")
-	targets := fs.String("payments", "http://localhost:8081", "comma-separated payments replicas, http://host:port each")
+	targets := fs.String("payments", "http://localhost:8081", "payments replicas: comma-separated http://host:port, or dns:///name:port for every address of name, re-resolved every 5s")
 	origins := fs.String("cors-origins", getenv("CORS_ORIGINS"), "comma-separated browser origins allowed to call (env CORS_ORIGINS)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -42,5 +43,5 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	return launch.Orders(ctx, logger, lis, *db, launch.SplitList(*targets), web.Handler(), launch.SplitList(*origins))
+	return launch.Orders(ctx, logger, lis, *db, *targets, web.Handler(), launch.SplitList(*origins))
 }

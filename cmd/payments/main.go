@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/connectshop/connectshop/internal/launch"
+	"github.com/connectshop/connectshop/payments"
 )
 
 func main() {
@@ -35,7 +36,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	name := fs.String("name", "payments-1", "replica name, recorded on every payment it charges")
 	db := fs.String("db", "data/payments.db", "SQLite database file; replicas may share one")
 	origins := fs.String("cors-origins", getenv("CORS_ORIGINS"), "comma-separated browser origins allowed to call (env CORS_ORIGINS)")
+	var faults payments.Faults
+	fs.DurationVar(&faults.Latency, "fault-latency", 0, "inject this latency into every payment call (demos, tests)")
+	fs.Float64Var(&faults.ErrorRate, "fault-error-rate", 0, "fail this share (0-1) of payment calls with UNAVAILABLE (demos, tests)")
 	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if err := faults.Validate(); err != nil {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil)).With("service", *name)
@@ -43,5 +50,5 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	return launch.Payments(ctx, logger, lis, *name, *db, launch.SplitList(*origins))
+	return launch.Payments(ctx, logger, lis, *name, *db, faults, launch.SplitList(*origins))
 }

@@ -18,9 +18,11 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/connectshop/connectshop/internal/launch"
+	"github.com/connectshop/connectshop/payments"
 	"github.com/connectshop/connectshop/web"
 )
 
@@ -40,7 +42,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	replicas := fs.Int("replicas", 3, "number of payments replicas")
 	data := fs.String("data", "data", "directory for the SQLite files (orders.db, payments.db)")
 	origins := fs.String("cors-origins", getenv("CORS_ORIGINS"), "comma-separated browser origins allowed to call (env CORS_ORIGINS)")
+	var faults payments.Faults
+	fs.DurationVar(&faults.Latency, "fault-latency", 0, "inject this latency into every call to payments-1 (the others stay healthy, for contrast)")
+	fs.Float64Var(&faults.ErrorRate, "fault-error-rate", 0, "fail this share (0-1) of calls to payments-1 with UNAVAILABLE")
 	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if err := faults.Validate(); err != nil {
 		return err
 	}
 	if *replicas < 1 {
@@ -84,12 +92,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	errc := make(chan error, *replicas+1)
 	for i, lis := range paymentLis {
 		name := "payments-" + strconv.Itoa(i+1)
+		var f payments.Faults
+		if i == 0 {
+			f = faults
+		}
 		go func() {
-			errc <- launch.Payments(ctx, logger.With("service", name), lis, name, filepath.Join(*data, "payments.db"), allowed)
+			errc <- launch.Payments(ctx, logger.With("service", name), lis, name, filepath.Join(*data, "payments.db"), f, allowed)
 		}()
 	}
 	go func() {
-		errc <- launch.Orders(ctx, logger.With("service", "orders"), ordersLis, filepath.Join(*data, "orders.db"), targets, web.Handler(), allowed)
+		errc <- launch.Orders(ctx, logger.With("service", "orders"), ordersLis, filepath.Join(*data, "orders.db"), strings.Join(targets, ","), web.Handler(), allowed)
 	}()
 	logger.Info("shop is open", "page", "http://"+ordersLis.Addr().String(), "payments", targets)
 

@@ -5,17 +5,15 @@ package launch
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
-	"github.com/bufbuild/httplb"
-	"github.com/bufbuild/httplb/resolver"
+	"github.com/connectshop/connectshop/gen/payments/v1/paymentsv1connect"
+	"github.com/connectshop/connectshop/internal/balance"
 	"github.com/connectshop/connectshop/internal/rpc"
 	"github.com/connectshop/connectshop/orders"
 	"github.com/connectshop/connectshop/payments"
@@ -25,8 +23,8 @@ import (
 const RecoveryInterval = 30 * time.Second
 
 // Payments serves one payments replica named name on lis, with its data in
-// the SQLite file dbPath, until ctx is done.
-func Payments(ctx context.Context, logger *slog.Logger, lis net.Listener, name, dbPath string, allowedOrigins []string) error {
+// the SQLite file dbPath and faults injected, until ctx is done.
+func Payments(ctx context.Context, logger *slog.Logger, lis net.Listener, name, dbPath string, faults payments.Faults, allowedOrigins []string) error {
 	defer lis.Close() // in case setup fails before Serve owns it
 	store, err := payments.OpenStore(ctx, dbPath)
 	if err != nil {
@@ -34,71 +32,31 @@ func Payments(ctx context.Context, logger *slog.Logger, lis net.Listener, name, 
 	}
 	defer store.Close()
 	svc := payments.NewService(logger, store, name)
-	srv := rpc.NewHTTPServer(payments.NewServer(logger, svc, allowedOrigins), logger)
+	srv := rpc.NewHTTPServer(payments.NewServer(logger, svc, faults, allowedOrigins), logger)
 	return rpc.Serve(ctx, srv, lis, logger)
 }
 
 // Orders serves the orders service and the page on lis, with its data in the
-// SQLite file dbPath and payments at the given targets, until ctx is done.
-func Orders(ctx context.Context, logger *slog.Logger, lis net.Listener, dbPath string, paymentTargets []string, page http.Handler, allowedOrigins []string) error {
+// SQLite file dbPath, until ctx is done. paymentsTarget names the payments
+// replicas: "http://host:port,..." or "dns:///name:port" (see
+// [balance.NewClient]); orders spreads its calls over them per request.
+func Orders(ctx context.Context, logger *slog.Logger, lis net.Listener, dbPath, paymentsTarget string, page http.Handler, allowedOrigins []string) error {
 	defer lis.Close() // in case setup fails before Serve owns it
-	httpClient, baseURL, closeClient, err := PaymentsHTTPClient(paymentTargets)
+	lb, err := balance.NewClient(paymentsTarget, balance.WithHealthCheck(paymentsv1connect.PaymentServiceName, balance.DefaultHealthInterval))
 	if err != nil {
-		return err
+		return fmt.Errorf("-payments: %w", err)
 	}
-	defer closeClient()
+	defer lb.Close()
 	store, err := orders.OpenStore(ctx, dbPath)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	svc := orders.NewService(logger, store, orders.NewPaymentsClient(httpClient, baseURL))
+	svc := orders.NewService(logger, store, orders.NewPaymentsClient(lb.Client.Client, lb.BaseURL()))
 	srv := rpc.NewHTTPServer(orders.NewServer(logger, svc, page, allowedOrigins), logger)
 	srv.RegisterOnShutdown(svc.Close)
 	go svc.RunRecovery(ctx, RecoveryInterval)
 	return rpc.Serve(ctx, srv, lis, logger)
-}
-
-// PaymentsHTTPClient returns the HTTP/2 cleartext client orders uses to reach
-// payments, and the base URL to call. targets are "http://host:port" URLs.
-// With one target the client holds one multiplexed connection to it. With
-// several, it holds one to each and spreads requests over them round robin
-// (per request, not per connection), so no replica idles behind a long-lived
-// HTTP/2 connection. Call closeClient when done with it.
-func PaymentsHTTPClient(targets []string) (client *http.Client, baseURL string, closeClient func(), err error) {
-	var hostPorts []string
-	for _, t := range targets {
-		u, err := url.Parse(strings.TrimSpace(t))
-		if err != nil || u.Scheme != "http" || u.Host == "" || (u.Path != "" && u.Path != "/") {
-			return nil, "", nil, fmt.Errorf("payments target %q: want http://host:port", t)
-		}
-		hostPorts = append(hostPorts, u.Host)
-	}
-	switch len(hostPorts) {
-	case 0:
-		return nil, "", nil, errors.New("no payments target")
-	case 1:
-		c := rpc.NewH2CClient()
-		return c, "http://" + hostPorts[0], c.CloseIdleConnections, nil
-	}
-	lb := httplb.NewClient(
-		httplb.WithResolver(resolver.NewPollingResolver(staticAddresses(hostPorts), time.Hour)),
-		httplb.WithDialer((&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext),
-	)
-	// The host is a name for the group; the resolver above supplies its
-	// addresses. The h2c scheme makes httplb speak HTTP/2 with prior knowledge.
-	return lb.Client, "h2c://payments", func() { lb.Close() }, nil
-}
-
-// staticAddresses resolves any name to a fixed list of addresses.
-type staticAddresses []string
-
-func (s staticAddresses) ResolveOnce(context.Context, string, string) ([]resolver.Address, time.Duration, error) {
-	addrs := make([]resolver.Address, len(s))
-	for i, hp := range s {
-		addrs[i] = resolver.Address{HostPort: hp}
-	}
-	return addrs, 0, nil
 }
 
 // SplitList splits a comma-separated flag value, dropping empty entries.

@@ -1131,6 +1131,171 @@ func (x *WatchOrdersResponse) GetOrder() *Order {
 	return nil
 }
 
+// GetStatsRequest is empty.
+type GetStatsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetStatsRequest) Reset() {
+	*x = GetStatsRequest{}
+	mi := &file_orders_v1_orders_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStatsRequest) ProtoMessage() {}
+
+func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_orders_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStatsRequest.ProtoReflect.Descriptor instead.
+func (*GetStatsRequest) Descriptor() ([]byte, []int) {
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{18}
+}
+
+// GetStatsResponse is the spread of payment calls over replicas.
+type GetStatsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One entry per replica that answered at least one call, by name.
+	Replicas []*ReplicaStats `protobuf:"bytes,1,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	// Calls answered by any replica.
+	TotalCalls int64 `protobuf:"varint,2,opt,name=total_calls,json=totalCalls,proto3" json:"total_calls,omitempty"`
+	// When counting started (when this orders instance started).
+	Since         *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetStatsResponse) Reset() {
+	*x = GetStatsResponse{}
+	mi := &file_orders_v1_orders_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStatsResponse) ProtoMessage() {}
+
+func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_orders_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStatsResponse.ProtoReflect.Descriptor instead.
+func (*GetStatsResponse) Descriptor() ([]byte, []int) {
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *GetStatsResponse) GetReplicas() []*ReplicaStats {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
+func (x *GetStatsResponse) GetTotalCalls() int64 {
+	if x != nil {
+		return x.TotalCalls
+	}
+	return 0
+}
+
+func (x *GetStatsResponse) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+// ReplicaStats is what one payments replica served for this orders instance.
+type ReplicaStats struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The replica's name, e.g. "payments-2".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Calls (charges and refunds) it answered, declines included.
+	Calls int64 `protobuf:"varint,2,opt,name=calls,proto3" json:"calls,omitempty"`
+	// calls / total_calls, from 0 to 1.
+	Share         float64 `protobuf:"fixed64,3,opt,name=share,proto3" json:"share,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicaStats) Reset() {
+	*x = ReplicaStats{}
+	mi := &file_orders_v1_orders_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaStats) ProtoMessage() {}
+
+func (x *ReplicaStats) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_orders_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaStats.ProtoReflect.Descriptor instead.
+func (*ReplicaStats) Descriptor() ([]byte, []int) {
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ReplicaStats) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ReplicaStats) GetCalls() int64 {
+	if x != nil {
+		return x.Calls
+	}
+	return 0
+}
+
+func (x *ReplicaStats) GetShare() float64 {
+	if x != nil {
+		return x.Share
+	}
+	return 0
+}
+
 var File_orders_v1_orders_proto protoreflect.FileDescriptor
 
 const file_orders_v1_orders_proto_rawDesc = "" +
@@ -1204,13 +1369,23 @@ const file_orders_v1_orders_proto_rawDesc = "" +
 	"\x05order\x18\x01 \x01(\v2\x10.orders.v1.OrderR\x05order\"\x14\n" +
 	"\x12WatchOrdersRequest\"=\n" +
 	"\x13WatchOrdersResponse\x12&\n" +
-	"\x05order\x18\x01 \x01(\v2\x10.orders.v1.OrderR\x05order*\x9b\x01\n" +
+	"\x05order\x18\x01 \x01(\v2\x10.orders.v1.OrderR\x05order\"\x11\n" +
+	"\x0fGetStatsRequest\"\x9a\x01\n" +
+	"\x10GetStatsResponse\x123\n" +
+	"\breplicas\x18\x01 \x03(\v2\x17.orders.v1.ReplicaStatsR\breplicas\x12\x1f\n" +
+	"\vtotal_calls\x18\x02 \x01(\x03R\n" +
+	"totalCalls\x120\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"N\n" +
+	"\fReplicaStats\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05calls\x18\x02 \x01(\x03R\x05calls\x12\x14\n" +
+	"\x05share\x18\x03 \x01(\x01R\x05share*\x9b\x01\n" +
 	"\vOrderStatus\x12\x1c\n" +
 	"\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14ORDER_STATUS_PENDING\x10\x01\x12\x15\n" +
 	"\x11ORDER_STATUS_PAID\x10\x02\x12!\n" +
 	"\x1dORDER_STATUS_PAYMENT_DECLINED\x10\x03\x12\x1a\n" +
-	"\x16ORDER_STATUS_CANCELLED\x10\x042\xef\x03\n" +
+	"\x16ORDER_STATUS_CANCELLED\x10\x042\xb9\x04\n" +
 	"\fOrderService\x12T\n" +
 	"\fListProducts\x12\x1e.orders.v1.ListProductsRequest\x1a\x1f.orders.v1.ListProductsResponse\"\x03\x90\x02\x01\x12L\n" +
 	"\vCreateOrder\x12\x1d.orders.v1.CreateOrderRequest\x1a\x1e.orders.v1.CreateOrderResponse\x12H\n" +
@@ -1218,7 +1393,8 @@ const file_orders_v1_orders_proto_rawDesc = "" +
 	"\n" +
 	"ListOrders\x12\x1c.orders.v1.ListOrdersRequest\x1a\x1d.orders.v1.ListOrdersResponse\"\x03\x90\x02\x01\x12Q\n" +
 	"\vCancelOrder\x12\x1d.orders.v1.CancelOrderRequest\x1a\x1e.orders.v1.CancelOrderResponse\"\x03\x90\x02\x02\x12N\n" +
-	"\vWatchOrders\x12\x1d.orders.v1.WatchOrdersRequest\x1a\x1e.orders.v1.WatchOrdersResponse0\x01B\x9c\x01\n" +
+	"\vWatchOrders\x12\x1d.orders.v1.WatchOrdersRequest\x1a\x1e.orders.v1.WatchOrdersResponse0\x01\x12H\n" +
+	"\bGetStats\x12\x1a.orders.v1.GetStatsRequest\x1a\x1b.orders.v1.GetStatsResponse\"\x03\x90\x02\x01B\x9c\x01\n" +
 	"\rcom.orders.v1B\vOrdersProtoP\x01Z9github.com/connectshop/connectshop/gen/orders/v1;ordersv1\xa2\x02\x03OXX\xaa\x02\tOrders.V1\xca\x02\tOrders\\V1\xe2\x02\x15Orders\\V1\\GPBMetadata\xea\x02\n" +
 	"Orders::V1b\x06proto3"
 
@@ -1235,7 +1411,7 @@ func file_orders_v1_orders_proto_rawDescGZIP() []byte {
 }
 
 var file_orders_v1_orders_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_orders_v1_orders_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_orders_v1_orders_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_orders_v1_orders_proto_goTypes = []any{
 	(OrderStatus)(0),              // 0: orders.v1.OrderStatus
 	(*Money)(nil),                 // 1: orders.v1.Money
@@ -1256,20 +1432,23 @@ var file_orders_v1_orders_proto_goTypes = []any{
 	(*CancelOrderResponse)(nil),   // 16: orders.v1.CancelOrderResponse
 	(*WatchOrdersRequest)(nil),    // 17: orders.v1.WatchOrdersRequest
 	(*WatchOrdersResponse)(nil),   // 18: orders.v1.WatchOrdersResponse
-	(*durationpb.Duration)(nil),   // 19: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(*GetStatsRequest)(nil),       // 19: orders.v1.GetStatsRequest
+	(*GetStatsResponse)(nil),      // 20: orders.v1.GetStatsResponse
+	(*ReplicaStats)(nil),          // 21: orders.v1.ReplicaStats
+	(*durationpb.Duration)(nil),   // 22: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
 }
 var file_orders_v1_orders_proto_depIdxs = []int32{
 	1,  // 0: orders.v1.Product.price:type_name -> orders.v1.Money
 	1,  // 1: orders.v1.OrderItem.unit_price:type_name -> orders.v1.Money
 	1,  // 2: orders.v1.OrderItem.line_total:type_name -> orders.v1.Money
-	19, // 3: orders.v1.Hop.duration:type_name -> google.protobuf.Duration
+	22, // 3: orders.v1.Hop.duration:type_name -> google.protobuf.Duration
 	0,  // 4: orders.v1.Order.status:type_name -> orders.v1.OrderStatus
 	4,  // 5: orders.v1.Order.items:type_name -> orders.v1.OrderItem
 	1,  // 6: orders.v1.Order.total:type_name -> orders.v1.Money
 	5,  // 7: orders.v1.Order.hops:type_name -> orders.v1.Hop
-	20, // 8: orders.v1.Order.created_at:type_name -> google.protobuf.Timestamp
-	20, // 9: orders.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
+	23, // 8: orders.v1.Order.created_at:type_name -> google.protobuf.Timestamp
+	23, // 9: orders.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
 	2,  // 10: orders.v1.ListProductsResponse.products:type_name -> orders.v1.Product
 	3,  // 11: orders.v1.CreateOrderRequest.items:type_name -> orders.v1.CartItem
 	6,  // 12: orders.v1.CreateOrderResponse.order:type_name -> orders.v1.Order
@@ -1277,23 +1456,27 @@ var file_orders_v1_orders_proto_depIdxs = []int32{
 	6,  // 14: orders.v1.ListOrdersResponse.orders:type_name -> orders.v1.Order
 	6,  // 15: orders.v1.CancelOrderResponse.order:type_name -> orders.v1.Order
 	6,  // 16: orders.v1.WatchOrdersResponse.order:type_name -> orders.v1.Order
-	7,  // 17: orders.v1.OrderService.ListProducts:input_type -> orders.v1.ListProductsRequest
-	9,  // 18: orders.v1.OrderService.CreateOrder:input_type -> orders.v1.CreateOrderRequest
-	11, // 19: orders.v1.OrderService.GetOrder:input_type -> orders.v1.GetOrderRequest
-	13, // 20: orders.v1.OrderService.ListOrders:input_type -> orders.v1.ListOrdersRequest
-	15, // 21: orders.v1.OrderService.CancelOrder:input_type -> orders.v1.CancelOrderRequest
-	17, // 22: orders.v1.OrderService.WatchOrders:input_type -> orders.v1.WatchOrdersRequest
-	8,  // 23: orders.v1.OrderService.ListProducts:output_type -> orders.v1.ListProductsResponse
-	10, // 24: orders.v1.OrderService.CreateOrder:output_type -> orders.v1.CreateOrderResponse
-	12, // 25: orders.v1.OrderService.GetOrder:output_type -> orders.v1.GetOrderResponse
-	14, // 26: orders.v1.OrderService.ListOrders:output_type -> orders.v1.ListOrdersResponse
-	16, // 27: orders.v1.OrderService.CancelOrder:output_type -> orders.v1.CancelOrderResponse
-	18, // 28: orders.v1.OrderService.WatchOrders:output_type -> orders.v1.WatchOrdersResponse
-	23, // [23:29] is the sub-list for method output_type
-	17, // [17:23] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	21, // 17: orders.v1.GetStatsResponse.replicas:type_name -> orders.v1.ReplicaStats
+	23, // 18: orders.v1.GetStatsResponse.since:type_name -> google.protobuf.Timestamp
+	7,  // 19: orders.v1.OrderService.ListProducts:input_type -> orders.v1.ListProductsRequest
+	9,  // 20: orders.v1.OrderService.CreateOrder:input_type -> orders.v1.CreateOrderRequest
+	11, // 21: orders.v1.OrderService.GetOrder:input_type -> orders.v1.GetOrderRequest
+	13, // 22: orders.v1.OrderService.ListOrders:input_type -> orders.v1.ListOrdersRequest
+	15, // 23: orders.v1.OrderService.CancelOrder:input_type -> orders.v1.CancelOrderRequest
+	17, // 24: orders.v1.OrderService.WatchOrders:input_type -> orders.v1.WatchOrdersRequest
+	19, // 25: orders.v1.OrderService.GetStats:input_type -> orders.v1.GetStatsRequest
+	8,  // 26: orders.v1.OrderService.ListProducts:output_type -> orders.v1.ListProductsResponse
+	10, // 27: orders.v1.OrderService.CreateOrder:output_type -> orders.v1.CreateOrderResponse
+	12, // 28: orders.v1.OrderService.GetOrder:output_type -> orders.v1.GetOrderResponse
+	14, // 29: orders.v1.OrderService.ListOrders:output_type -> orders.v1.ListOrdersResponse
+	16, // 30: orders.v1.OrderService.CancelOrder:output_type -> orders.v1.CancelOrderResponse
+	18, // 31: orders.v1.OrderService.WatchOrders:output_type -> orders.v1.WatchOrdersResponse
+	20, // 32: orders.v1.OrderService.GetStats:output_type -> orders.v1.GetStatsResponse
+	26, // [26:33] is the sub-list for method output_type
+	19, // [19:26] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_orders_v1_orders_proto_init() }
@@ -1307,7 +1490,7 @@ func file_orders_v1_orders_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orders_v1_orders_proto_rawDesc), len(file_orders_v1_orders_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   18,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -49,6 +49,8 @@ const (
 	// OrderServiceWatchOrdersProcedure is the fully-qualified name of the OrderService's WatchOrders
 	// RPC.
 	OrderServiceWatchOrdersProcedure = "/orders.v1.OrderService/WatchOrders"
+	// OrderServiceGetStatsProcedure is the fully-qualified name of the OrderService's GetStats RPC.
+	OrderServiceGetStatsProcedure = "/orders.v1.OrderService/GetStats"
 )
 
 // OrderServiceClient is a client for the orders.v1.OrderService service.
@@ -76,6 +78,9 @@ type OrderServiceClient interface {
 	// WatchOrders streams every order that is created or changes state from now
 	// on, until the client goes away.
 	WatchOrders(context.Context, *connect.Request[v1.WatchOrdersRequest]) (*connect.ServerStreamForClient[v1.WatchOrdersResponse], error)
+	// GetStats returns how this orders instance has spread its calls to
+	// payments over the payments replicas since it started.
+	GetStats(context.Context, *connect.Request[v1.GetStatsRequest]) (*connect.Response[v1.GetStatsResponse], error)
 }
 
 // NewOrderServiceClient constructs a client for the orders.v1.OrderService service. By default, it
@@ -129,6 +134,13 @@ func NewOrderServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(orderServiceMethods.ByName("WatchOrders")),
 			connect.WithClientOptions(opts...),
 		),
+		getStats: connect.NewClient[v1.GetStatsRequest, v1.GetStatsResponse](
+			httpClient,
+			baseURL+OrderServiceGetStatsProcedure,
+			connect.WithSchema(orderServiceMethods.ByName("GetStats")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -140,6 +152,7 @@ type orderServiceClient struct {
 	listOrders   *connect.Client[v1.ListOrdersRequest, v1.ListOrdersResponse]
 	cancelOrder  *connect.Client[v1.CancelOrderRequest, v1.CancelOrderResponse]
 	watchOrders  *connect.Client[v1.WatchOrdersRequest, v1.WatchOrdersResponse]
+	getStats     *connect.Client[v1.GetStatsRequest, v1.GetStatsResponse]
 }
 
 // ListProducts calls orders.v1.OrderService.ListProducts.
@@ -172,6 +185,11 @@ func (c *orderServiceClient) WatchOrders(ctx context.Context, req *connect.Reque
 	return c.watchOrders.CallServerStream(ctx, req)
 }
 
+// GetStats calls orders.v1.OrderService.GetStats.
+func (c *orderServiceClient) GetStats(ctx context.Context, req *connect.Request[v1.GetStatsRequest]) (*connect.Response[v1.GetStatsResponse], error) {
+	return c.getStats.CallUnary(ctx, req)
+}
+
 // OrderServiceHandler is an implementation of the orders.v1.OrderService service.
 type OrderServiceHandler interface {
 	// ListProducts returns the whole catalog.
@@ -197,6 +215,9 @@ type OrderServiceHandler interface {
 	// WatchOrders streams every order that is created or changes state from now
 	// on, until the client goes away.
 	WatchOrders(context.Context, *connect.Request[v1.WatchOrdersRequest], *connect.ServerStream[v1.WatchOrdersResponse]) error
+	// GetStats returns how this orders instance has spread its calls to
+	// payments over the payments replicas since it started.
+	GetStats(context.Context, *connect.Request[v1.GetStatsRequest]) (*connect.Response[v1.GetStatsResponse], error)
 }
 
 // NewOrderServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -246,6 +267,13 @@ func NewOrderServiceHandler(svc OrderServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(orderServiceMethods.ByName("WatchOrders")),
 		connect.WithHandlerOptions(opts...),
 	)
+	orderServiceGetStatsHandler := connect.NewUnaryHandler(
+		OrderServiceGetStatsProcedure,
+		svc.GetStats,
+		connect.WithSchema(orderServiceMethods.ByName("GetStats")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/orders.v1.OrderService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case OrderServiceListProductsProcedure:
@@ -260,6 +288,8 @@ func NewOrderServiceHandler(svc OrderServiceHandler, opts ...connect.HandlerOpti
 			orderServiceCancelOrderHandler.ServeHTTP(w, r)
 		case OrderServiceWatchOrdersProcedure:
 			orderServiceWatchOrdersHandler.ServeHTTP(w, r)
+		case OrderServiceGetStatsProcedure:
+			orderServiceGetStatsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -291,4 +321,8 @@ func (UnimplementedOrderServiceHandler) CancelOrder(context.Context, *connect.Re
 
 func (UnimplementedOrderServiceHandler) WatchOrders(context.Context, *connect.Request[v1.WatchOrdersRequest], *connect.ServerStream[v1.WatchOrdersResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("orders.v1.OrderService.WatchOrders is not implemented"))
+}
+
+func (UnimplementedOrderServiceHandler) GetStats(context.Context, *connect.Request[v1.GetStatsRequest]) (*connect.Response[v1.GetStatsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orders.v1.OrderService.GetStats is not implemented"))
 }

@@ -1,0 +1,154 @@
+// Package balance is the client side of per-request (L7) load balancing over
+// the replicas of a service that speaks gRPC over HTTP/2 cleartext.
+//
+// HTTP/2 multiplexes every call on one long-lived connection, so behind a
+// connection-level (L4) balancer one client sends everything to one replica.
+// A [Client] instead keeps a connection to every replica it resolves and
+// picks one per request (round robin over the healthy ones). It finds
+// replicas from a static list or from DNS, re-resolved every few seconds (a
+// Kubernetes headless Service answers with every ready pod); it checks each
+// with the gRPC health protocol; and it ejects a replica whose calls fail at
+// the transport, before the next health check would notice.
+//
+// It is built on github.com/bufbuild/httplb, which supplies the resolver,
+// connection pool and pickers; this package adds the gRPC health prober and
+// the passive ejection that httplb leaves to its users.
+package balance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/bufbuild/httplb"
+	"github.com/bufbuild/httplb/health"
+	"github.com/bufbuild/httplb/resolver"
+)
+
+// Defaults; see the options to change them.
+const (
+	DefaultResolveInterval = 5 * time.Second
+	DefaultHealthInterval  = 2 * time.Second
+	// A replica whose calls fail this many times in a row at the transport
+	// (refused, reset, or answered UNAVAILABLE) is ejected for ejectFor.
+	ejectAfterFailures = 2
+	ejectFor           = 5 * time.Second
+)
+
+// Client is an HTTP client that spreads requests over replicas. Use its
+// embedded [http.Client] with the URL from [Client.BaseURL].
+type Client struct {
+	*httplb.Client
+	baseURL string
+}
+
+// BaseURL is the URL to give API clients: its host names the replica group,
+// not one replica.
+func (c *Client) BaseURL() string { return c.baseURL }
+
+// Option configures a [Client].
+type Option interface{ apply(*options) }
+
+type options struct {
+	resolver        resolver.Resolver
+	resolveInterval time.Duration
+	healthInterval  time.Duration
+	service         string
+}
+
+type optionFunc func(*options)
+
+func (f optionFunc) apply(o *options) { f(o) }
+
+// WithResolver replaces the resolver the target implies; tests use it to
+// change the set of replicas at will.
+func WithResolver(r resolver.Resolver) Option {
+	return optionFunc(func(o *options) { o.resolver = r })
+}
+
+// WithResolveInterval sets how often a dns:/// target is resolved again;
+// default [DefaultResolveInterval].
+func WithResolveInterval(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.resolveInterval = d })
+}
+
+// WithHealthCheck sets the service name sent in gRPC health checks (empty
+// asks about the server as a whole) and how often each replica is checked;
+// default: the whole server, every [DefaultHealthInterval].
+func WithHealthCheck(service string, interval time.Duration) Option {
+	return optionFunc(func(o *options) { o.service, o.healthInterval = service, interval })
+}
+
+// NewClient returns a client for target, which is either a comma-separated
+// list of "http://host:port" replicas or "dns:///name:port" to use every
+// address name resolves to, following changes.
+func NewClient(target string, opts ...Option) (*Client, error) {
+	o := options{resolveInterval: DefaultResolveInterval, healthInterval: DefaultHealthInterval}
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
+	group, res, err := parseTarget(target, o.resolveInterval)
+	if err != nil {
+		return nil, err
+	}
+	if o.resolver != nil {
+		res = o.resolver
+	}
+	ejector := newEjector()
+	dialer := &net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}
+	lb := httplb.NewClient(
+		httplb.WithResolver(res),
+		httplb.WithDialer(dialer.DialContext),
+		httplb.WithTransport("h2c", ejector.transport()),
+		httplb.WithHealthChecks(ejector.checker(health.NewPollingChecker(health.PollingCheckerConfig{
+			PollingInterval:    o.healthInterval,
+			Jitter:             0.2,
+			Timeout:            time.Second,
+			UnhealthyThreshold: 1,
+			HealthyThreshold:   1,
+		}, NewGRPCHealthProber(o.service)))),
+	)
+	return &Client{Client: lb, baseURL: "h2c://" + group}, nil
+}
+
+// parseTarget returns the group name for URLs and the resolver for target.
+func parseTarget(target string, interval time.Duration) (string, resolver.Resolver, error) {
+	if rest, ok := strings.CutPrefix(target, "dns:///"); ok {
+		host, port, err := net.SplitHostPort(rest)
+		if err != nil || host == "" || port == "" {
+			return "", nil, fmt.Errorf("target %q: want dns:///name:port", target)
+		}
+		return rest, resolver.NewDNSResolver(net.DefaultResolver, resolver.PreferIPv4, interval), nil
+	}
+	var hostPorts []string
+	for _, t := range strings.Split(target, ",") {
+		if t = strings.TrimSpace(t); t == "" {
+			continue
+		}
+		u, err := url.Parse(t)
+		if err != nil || u.Scheme != "http" || u.Port() == "" || (u.Path != "" && u.Path != "/") {
+			return "", nil, fmt.Errorf("target %q: want http://host:port", t)
+		}
+		hostPorts = append(hostPorts, u.Host)
+	}
+	if len(hostPorts) == 0 {
+		return "", nil, errors.New("no target: want http://host:port[,...] or dns:///name:port")
+	}
+	// The group name is only a label: the static resolver ignores it.
+	return "replicas", resolver.NewPollingResolver(staticAddresses(hostPorts), time.Hour), nil
+}
+
+// staticAddresses resolves any name to a fixed list of addresses.
+type staticAddresses []string
+
+func (s staticAddresses) ResolveOnce(context.Context, string, string) ([]resolver.Address, time.Duration, error) {
+	addrs := make([]resolver.Address, len(s))
+	for i, hp := range s {
+		addrs[i] = resolver.Address{HostPort: hp}
+	}
+	return addrs, 0, nil
+}

@@ -1,0 +1,177 @@
+package balance
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/bufbuild/httplb"
+	"github.com/bufbuild/httplb/conn"
+	"github.com/bufbuild/httplb/health"
+)
+
+// ejector adds passive health checking to httplb: it watches every request's
+// outcome per replica address, and after [ejectAfterFailures] transport
+// failures in a row it marks the replica unhealthy for [ejectFor], whatever
+// the active health checks say meanwhile. A replica that was killed, or
+// answers UNAVAILABLE, stops getting calls after two of them instead of at
+// the next health check.
+type ejector struct {
+	mu       sync.Mutex
+	replicas map[string]*replica // by host:port
+	now      func() time.Time
+}
+
+type replica struct {
+	conn         conn.Conn
+	tracker      health.Tracker
+	failures     int
+	ejectedUntil time.Time
+	lastActive   health.State // last state the active checker reported
+}
+
+func newEjector() *ejector {
+	return &ejector{replicas: make(map[string]*replica), now: time.Now}
+}
+
+// checker wraps the active checker so the ejector learns each connection's
+// tracker and can override what the active checks report.
+func (e *ejector) checker(active health.Checker) health.Checker {
+	return checkerFunc(func(ctx context.Context, c conn.Conn, tracker health.Tracker) io.Closer {
+		addr := c.Address().HostPort
+		e.mu.Lock()
+		e.replicas[addr] = &replica{conn: c, tracker: tracker, lastActive: health.StateUnknown}
+		e.mu.Unlock()
+		closer := active.New(ctx, c, trackerFunc(func(c conn.Conn, state health.State) {
+			e.mu.Lock()
+			r := e.replicas[addr]
+			if r != nil {
+				r.lastActive = state
+				if e.now().Before(r.ejectedUntil) {
+					state = health.StateUnhealthy
+				}
+			}
+			e.mu.Unlock()
+			tracker.UpdateHealthState(c, state)
+		}))
+		return closerFunc(func() error {
+			e.mu.Lock()
+			if r := e.replicas[addr]; r != nil && r.conn == c {
+				delete(e.replicas, addr)
+			}
+			e.mu.Unlock()
+			return closer.Close()
+		})
+	})
+}
+
+// observe records the outcome of one request to addr.
+func (e *ejector) observe(addr string, failed bool) {
+	e.mu.Lock()
+	r := e.replicas[addr]
+	if r == nil {
+		e.mu.Unlock()
+		return
+	}
+	if !failed {
+		r.failures = 0
+		e.mu.Unlock()
+		return
+	}
+	r.failures++
+	eject := r.failures >= ejectAfterFailures && !e.now().Before(r.ejectedUntil)
+	if eject {
+		r.ejectedUntil = e.now().Add(ejectFor)
+		r.failures = 0
+	}
+	c, tracker := r.conn, r.tracker
+	e.mu.Unlock()
+	if eject {
+		tracker.UpdateHealthState(c, health.StateUnhealthy)
+		// Let the active checks bring it back once the ejection ends.
+		time.AfterFunc(ejectFor, func() { e.restore(addr, c) })
+	}
+}
+
+// restore reports the last active state again once an ejection has ended.
+func (e *ejector) restore(addr string, c conn.Conn) {
+	e.mu.Lock()
+	r := e.replicas[addr]
+	if r == nil || r.conn != c || e.now().Before(r.ejectedUntil) {
+		e.mu.Unlock()
+		return
+	}
+	state, tracker := r.lastActive, r.tracker
+	e.mu.Unlock()
+	tracker.UpdateHealthState(c, state)
+}
+
+// transport returns the h2c transport for httplb, with each replica's
+// round-tripper reporting to the ejector.
+func (e *ejector) transport() httplb.Transport {
+	return transportFunc(func(scheme, addr string, cfg httplb.TransportConfig) httplb.RoundTripperResult {
+		t := &http.Transport{
+			DialContext:            cfg.DialFunc,
+			IdleConnTimeout:        cfg.IdleConnTimeout,
+			MaxResponseHeaderBytes: cfg.MaxResponseHeaderBytes,
+			DisableCompression:     cfg.DisableCompression,
+			Protocols:              new(http.Protocols),
+			HTTP2: &http.HTTP2Config{
+				// Ping a quiet connection so a replica that vanished without a
+				// FIN (a pod whose node died) is noticed within seconds.
+				SendPingTimeout: 5 * time.Second,
+				PingTimeout:     3 * time.Second,
+			},
+		}
+		t.Protocols.SetUnencryptedHTTP2(true)
+		rt := roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+			resp, err := t.RoundTrip(req)
+			e.observe(addr, failedAtTransport(resp, err))
+			return resp, err
+		})
+		return httplb.RoundTripperResult{RoundTripper: rt, Scheme: "http", Close: t.CloseIdleConnections}
+	})
+}
+
+// failedAtTransport reports whether a response means the replica could not
+// serve: no response at all, an HTTP 502/503/504, or a gRPC UNAVAILABLE
+// answered in the headers (a "trailers-only" gRPC error). Application errors
+// such as a declined card are successes here.
+func failedAtTransport(resp *http.Response, err error) bool {
+	if err != nil {
+		// The caller giving up says nothing about the replica.
+		return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+	}
+	switch resp.StatusCode {
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return resp.Header.Get("Grpc-Status") == "14"
+}
+
+type checkerFunc func(context.Context, conn.Conn, health.Tracker) io.Closer
+
+func (f checkerFunc) New(ctx context.Context, c conn.Conn, t health.Tracker) io.Closer {
+	return f(ctx, c, t)
+}
+
+type trackerFunc func(conn.Conn, health.State)
+
+func (f trackerFunc) UpdateHealthState(c conn.Conn, s health.State) { f(c, s) }
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
+
+type transportFunc func(scheme, addr string, cfg httplb.TransportConfig) httplb.RoundTripperResult
+
+func (f transportFunc) NewRoundTripper(scheme, addr string, cfg httplb.TransportConfig) httplb.RoundTripperResult {
+	return f(scheme, addr, cfg)
+}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }

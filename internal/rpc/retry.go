@@ -1,0 +1,58 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"time"
+
+	"connectrpc.com/connect"
+)
+
+// RetryInterceptor retries a unary call that failed in a way another attempt
+// may fix — UNAVAILABLE (replica down, connection reset, refused), or one
+// attempt running out of its own time — up to attempts times in all, waiting
+// an exponential backoff with full jitter between attempts and never past the
+// call's own deadline. Each attempt gets at most attemptTimeout, so a hung
+// replica costs one attempt, not the whole call.
+//
+// It retries only procedures whose schema declares them IDEMPOTENT or
+// NO_SIDE_EFFECTS: sending those twice is safe by contract (payments' Charge
+// and Refund are keyed by an idempotency key and a payment id). Anything else
+// gets one attempt.
+func RetryInterceptor(attempts int, attemptTimeout, backoff time.Duration) connect.UnaryInterceptorFunc {
+	return func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			if req.Spec().IdempotencyLevel == connect.IdempotencyUnknown {
+				return next(ctx, req)
+			}
+			for attempt := 1; ; attempt++ {
+				attemptCtx, cancel := context.WithTimeout(ctx, attemptTimeout)
+				resp, err := next(attemptCtx, req)
+				cancel()
+				if err == nil || attempt == attempts || ctx.Err() != nil || !retryable(err) {
+					return resp, err
+				}
+				wait := time.Duration(rand.Int64N(int64(backoff) << (attempt - 1)))
+				if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
+					return resp, err // no time left for another attempt
+				}
+				select {
+				case <-ctx.Done():
+					return resp, err
+				case <-time.After(wait):
+				}
+			}
+		}
+	}
+}
+
+func retryable(err error) bool {
+	switch connect.CodeOf(err) {
+	case connect.CodeUnavailable, connect.CodeDeadlineExceeded:
+		// DeadlineExceeded here is the attempt's own timeout: the caller's
+		// deadline is checked before a retry.
+		return true
+	}
+	return errors.Is(err, context.DeadlineExceeded)
+}
