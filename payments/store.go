@@ -158,3 +158,26 @@ func scanPayment(row *sql.Row) (*paymentsv1.Payment, []byte, error) {
 	}
 	return &p, requestHash, nil
 }
+
+// ChargeCounts returns, per reference, how many payments were charged
+// (captured or refunded). A value over 1 is a double charge.
+func (s *Store) ChargeCounts(ctx context.Context) (map[string]int, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT reference, count(*) FROM payments WHERE status IN (?, ?) GROUP BY reference`,
+		int64(paymentsv1.PaymentStatus_PAYMENT_STATUS_CAPTURED), int64(paymentsv1.PaymentStatus_PAYMENT_STATUS_REFUNDED))
+	if err != nil {
+		return nil, fmt.Errorf("count charges: %w", err)
+	}
+	defer rows.Close()
+	counts := make(map[string]int)
+	for rows.Next() {
+		var (
+			ref string
+			n   int
+		)
+		if err := rows.Scan(&ref, &n); err != nil {
+			return nil, fmt.Errorf("count charges: %w", err)
+		}
+		counts[ref] = n
+	}
+	return counts, rows.Err()
+}

@@ -1,0 +1,283 @@
+// Package lbproof reproduces the HTTP/2 load-balancing trap and its fixes
+// with real processes on loopback: payments replicas, HAProxy in TCP (L4) and
+// HTTP (L7) mode, and orders balancing per request itself. cmd/lbproof prints
+// the comparison; this package's tests assert it.
+package lbproof
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
+	"github.com/connectshop/connectshop/gen/orders/v1/ordersv1connect"
+	"github.com/connectshop/connectshop/gen/payments/v1/paymentsv1connect"
+	"github.com/connectshop/connectshop/internal/balance"
+	"github.com/connectshop/connectshop/internal/rpc"
+	"github.com/connectshop/connectshop/orders"
+	"github.com/connectshop/connectshop/payments"
+	"github.com/connectshop/connectshop/web"
+)
+
+// Replica is one running payments replica.
+type Replica struct {
+	Name string
+	Addr string // host:port
+	srv  *http.Server
+}
+
+// Kill stops the replica at once, dropping calls in flight, as a crashed
+// process or a deleted pod would.
+func (r *Replica) Kill() { r.srv.Close() }
+
+// Replicas is a set of payments replicas sharing one database file.
+type Replicas struct {
+	List  []*Replica
+	store *payments.Store // for checks: every replica writes this file
+	stops []func()
+}
+
+// StartReplicas starts one payments replica per address (host:port; port 0
+// picks a free one), named payments-1, payments-2..., sharing dir/payments.db.
+func StartReplicas(ctx context.Context, dir string, addrs []string, faults payments.Faults) (*Replicas, error) {
+	logger := slog.New(slog.DiscardHandler)
+	path := filepath.Join(dir, "payments.db")
+	store, err := payments.OpenStore(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	rs := &Replicas{store: store, stops: []func(){func() { store.Close() }}}
+	for i, addr := range addrs {
+		lis, err := net.Listen("tcp", addr)
+		if err != nil {
+			rs.Close()
+			return nil, err
+		}
+		// Each replica opens the file itself, as separate processes would.
+		rstore, err := payments.OpenStore(ctx, path)
+		if err != nil {
+			lis.Close()
+			rs.Close()
+			return nil, err
+		}
+		name := "payments-" + strconv.Itoa(i+1)
+		svc := payments.NewService(logger, rstore, name)
+		srv := rpc.NewHTTPServer(payments.NewServer(logger, svc, faults, nil), logger)
+		go srv.Serve(lis)
+		rs.List = append(rs.List, &Replica{Name: name, Addr: lis.Addr().String(), srv: srv})
+		rs.stops = append(rs.stops, func() { srv.Close(); rstore.Close() })
+	}
+	return rs, nil
+}
+
+// Targets returns the replicas as a -payments flag value.
+func (rs *Replicas) Targets() string {
+	var t []string
+	for _, r := range rs.List {
+		t = append(t, "http://"+r.Addr)
+	}
+	return strings.Join(t, ",")
+}
+
+// Addrs returns the replicas' host:port addresses.
+func (rs *Replicas) Addrs() []string {
+	var a []string
+	for _, r := range rs.List {
+		a = append(a, r.Addr)
+	}
+	return a
+}
+
+// DoubleCharges returns the references (order ids) that payments charged
+// more than once, and how many references were charged at all, read from the
+// database the replicas share.
+func (rs *Replicas) DoubleCharges(ctx context.Context) (twice []string, charged int, err error) {
+	counts, err := rs.store.ChargeCounts(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	for ref, n := range counts {
+		if n > 1 {
+			twice = append(twice, ref)
+		}
+	}
+	return twice, len(counts), nil
+}
+
+// Close stops every replica.
+func (rs *Replicas) Close() {
+	for _, stop := range slices.Backward(rs.stops) {
+		stop()
+	}
+}
+
+// Orders is one running orders instance.
+type Orders struct {
+	URL  string
+	srv  *http.Server
+	stop func()
+}
+
+// StartOrders starts orders on a free loopback port, with its data in dir,
+// calling payments at target through a [balance.Client] made with opts.
+func StartOrders(ctx context.Context, dir, target string, opts ...balance.Option) (*Orders, error) {
+	logger := slog.New(slog.DiscardHandler)
+	opts = append([]balance.Option{balance.WithHealthCheck(paymentsv1connect.PaymentServiceName, time.Second)}, opts...)
+	lb, err := balance.NewClient(target, opts...)
+	if err != nil {
+		return nil, err
+	}
+	store, err := orders.OpenStore(ctx, filepath.Join(dir, "orders.db"))
+	if err != nil {
+		lb.Close()
+		return nil, err
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		lb.Close()
+		store.Close()
+		return nil, err
+	}
+	svc := orders.NewService(logger, store, orders.NewPaymentsClient(lb.Client.Client, lb.BaseURL()))
+	srv := rpc.NewHTTPServer(orders.NewServer(logger, svc, web.Handler(), nil), logger)
+	srv.RegisterOnShutdown(svc.Close)
+	go srv.Serve(lis)
+	return &Orders{URL: "http://" + lis.Addr().String(), srv: srv, stop: func() {
+		srv.Close()
+		lb.Close()
+		store.Close()
+	}}, nil
+}
+
+// Close stops orders.
+func (o *Orders) Close() { o.stop() }
+
+// Client returns a Connect client (binary) for orders over h2c.
+func (o *Orders) Client() ordersv1connect.OrderServiceClient {
+	return ordersv1connect.NewOrderServiceClient(rpc.NewH2CClient(), o.URL)
+}
+
+// Result is what a load run observed.
+type Result struct {
+	PerReplica map[string]int  // paid orders by the replica that charged them
+	Latencies  []time.Duration // of successful CreateOrder calls, sorted
+	Errors     []error
+	Elapsed    time.Duration
+}
+
+// Orders returns how many orders were paid.
+func (r *Result) Orders() int { return len(r.Latencies) }
+
+// Share returns the share of paid orders that replica charged, 0 to 1.
+func (r *Result) Share(replica string) float64 {
+	if r.Orders() == 0 {
+		return 0
+	}
+	return float64(r.PerReplica[replica]) / float64(r.Orders())
+}
+
+// Percentile returns the p-th percentile latency (p from 0 to 100).
+func (r *Result) Percentile(p float64) time.Duration {
+	if len(r.Latencies) == 0 {
+		return 0
+	}
+	i := int(float64(len(r.Latencies)-1) * p / 100)
+	return r.Latencies[i]
+}
+
+// Load describes a load run: Orders orders (or, if Duration is set, as many
+// as fit in it) from Concurrency clients in parallel.
+type Load struct {
+	Orders      int
+	Duration    time.Duration
+	Concurrency int
+}
+
+// Run places orders through c and records who charged them. Every call has a
+// 10 s deadline; the run stops early if ctx ends.
+func (l Load) Run(ctx context.Context, c ordersv1connect.OrderServiceClient) *Result {
+	var (
+		mu     sync.Mutex
+		res    = &Result{PerReplica: map[string]int{}}
+		next   int
+		start  = time.Now()
+		wg     sync.WaitGroup
+		client = max(l.Concurrency, 1)
+	)
+	more := func() (int, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if ctx.Err() != nil || (l.Duration > 0 && time.Since(start) >= l.Duration) || (l.Duration == 0 && next >= l.Orders) {
+			return 0, false
+		}
+		next++
+		return next, true
+	}
+	for w := range client {
+		wg.Go(func() {
+			for {
+				n, ok := more()
+				if !ok {
+					return
+				}
+				callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				t0 := time.Now()
+				resp, err := c.CreateOrder(callCtx, connect.NewRequest(&ordersv1.CreateOrderRequest{
+					Items:          []*ordersv1.CartItem{{ProductId: "sticker-pack", Quantity: 1}},
+					PaymentToken:   "tok_visa",
+					IdempotencyKey: fmt.Sprintf("load-%d-%d-%d", start.UnixNano(), w, n),
+				}))
+				d := time.Since(t0)
+				cancel()
+				mu.Lock()
+				if err != nil {
+					res.Errors = append(res.Errors, err)
+				} else {
+					res.Latencies = append(res.Latencies, d)
+					res.PerReplica[resp.Msg.GetOrder().GetPaymentReplica()]++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	res.Elapsed = time.Since(start)
+	slices.Sort(res.Latencies)
+	return res
+}
+
+// ErrNoHAProxy means the haproxy program is not installed.
+var ErrNoHAProxy = errors.New("haproxy not found in PATH (Debian package haproxy)")
+
+// Throughput is paid orders per second.
+func (r *Result) Throughput() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.Orders()) / r.Elapsed.Seconds()
+}
+
+// Merge adds b's observations to a (which may be nil) and returns the sum.
+func Merge(a, b *Result) *Result {
+	if a == nil {
+		return b
+	}
+	for k, v := range b.PerReplica {
+		a.PerReplica[k] += v
+	}
+	a.Latencies = append(a.Latencies, b.Latencies...)
+	slices.Sort(a.Latencies)
+	a.Errors = append(a.Errors, b.Errors...)
+	a.Elapsed += b.Elapsed
+	return a
+}
