@@ -83,16 +83,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	setups = append(setups, struct{ name, target string }{"orders balances per request (client-side L7)", rs.Targets()})
 
+	// One orders instance per setup for the whole run: behind L4 its one
+	// connection stays pinned to one replica across passes, as in production.
+	clients := make([]*lbproof.Orders, len(setups))
+	for i, s := range setups {
+		o, err := lbproof.StartOrders(ctx, fmt.Sprintf("%s/orders-%d", dir, i), s.target)
+		if err != nil {
+			return err
+		}
+		defer o.Close()
+		clients[i] = o
+	}
+	time.Sleep(1500 * time.Millisecond) // let the first health checks pass
+
 	totals := make([]*lbproof.Result, len(setups))
 	for pass := range *passes {
 		for i, s := range setups {
-			o, err := lbproof.StartOrders(ctx, fmt.Sprintf("%s/orders-%d-%d", dir, pass, i), s.target)
-			if err != nil {
-				return err
-			}
-			time.Sleep(1500 * time.Millisecond) // let the first health checks pass
-			res := lbproof.Load{Orders: *n, Concurrency: *concurrency}.Run(ctx, o.Client())
-			o.Close()
+			res := lbproof.Load{Orders: *n, Concurrency: *concurrency}.Run(ctx, clients[i].Client())
 			if len(res.Errors) > 0 {
 				return fmt.Errorf("%s: %d orders failed; first: %w", s.name, len(res.Errors), res.Errors[0])
 			}

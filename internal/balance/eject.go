@@ -2,7 +2,6 @@ package balance
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"sync"
@@ -129,7 +128,14 @@ func (e *ejector) transport() httplb.Transport {
 		t.Protocols.SetUnencryptedHTTP2(true)
 		rt := roundTripperFunc(func(req *http.Request) (*http.Response, error) {
 			resp, err := t.RoundTrip(req)
-			e.observe(addr, failedAtTransport(resp, err))
+			if err != nil || failedAtTransport(resp) {
+				if req.Context().Err() == nil { // else the caller gave up: no news of the replica
+					e.observe(addr, true)
+				}
+				return resp, err
+			}
+			// gRPC sends its status in trailers, known once the body is read.
+			resp.Body = &trailerWatch{ReadCloser: resp.Body, resp: resp, done: func(failed bool) { e.observe(addr, failed) }}
 			return resp, err
 		})
 		return httplb.RoundTripperResult{RoundTripper: rt, Scheme: "http", Close: t.CloseIdleConnections}
@@ -137,19 +143,39 @@ func (e *ejector) transport() httplb.Transport {
 }
 
 // failedAtTransport reports whether a response means the replica could not
-// serve: no response at all, an HTTP 502/503/504, or a gRPC UNAVAILABLE
-// answered in the headers (a "trailers-only" gRPC error). Application errors
-// such as a declined card are successes here.
-func failedAtTransport(resp *http.Response, err error) bool {
-	if err != nil {
-		// The caller giving up says nothing about the replica.
-		return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
-	}
+// serve: an HTTP 502/503/504, or gRPC UNAVAILABLE in the headers (a
+// "trailers-only" error). Application errors such as a declined card are
+// successes here.
+func failedAtTransport(resp *http.Response) bool {
 	switch resp.StatusCode {
 	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		return true
 	}
-	return resp.Header.Get("Grpc-Status") == "14"
+	return resp.Header.Get("Grpc-Status") == grpcUnavailable
+}
+
+// grpcUnavailable is the gRPC status code of UNAVAILABLE.
+const grpcUnavailable = "14"
+
+// trailerWatch reports, when the body has been read to its end, whether the
+// gRPC status in the trailers was UNAVAILABLE; a body that breaks while being
+// read is a failure too. A body closed early reports nothing.
+type trailerWatch struct {
+	io.ReadCloser
+	resp *http.Response
+	done func(failed bool)
+	once sync.Once
+}
+
+func (w *trailerWatch) Read(p []byte) (int, error) {
+	n, err := w.ReadCloser.Read(p)
+	switch {
+	case err == io.EOF:
+		w.once.Do(func() { w.done(w.resp.Trailer.Get("Grpc-Status") == grpcUnavailable) })
+	case err != nil && w.resp.Request.Context().Err() == nil:
+		w.once.Do(func() { w.done(true) })
+	}
+	return n, err
 }
 
 type checkerFunc func(context.Context, conn.Conn, health.Tracker) io.Closer

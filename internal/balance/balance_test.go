@@ -1,0 +1,138 @@
+package balance_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	paymentsv1 "github.com/connectshop/connectshop/gen/payments/v1"
+	"github.com/connectshop/connectshop/gen/payments/v1/paymentsv1connect"
+	"github.com/connectshop/connectshop/internal/balance"
+	"github.com/connectshop/connectshop/internal/rpc"
+)
+
+// replica is a payments stand-in that counts Charge calls and fails them
+// all if broken; its health check says SERVING either way, as a replica whose
+// dependency broke would.
+type replica struct {
+	paymentsv1connect.UnimplementedPaymentServiceHandler
+	broken atomic.Bool
+	calls  atomic.Int32
+}
+
+func (r *replica) Charge(context.Context, *connect.Request[paymentsv1.ChargeRequest]) (*connect.Response[paymentsv1.ChargeResponse], error) {
+	r.calls.Add(1)
+	if r.broken.Load() {
+		return nil, connect.NewError(connect.CodeUnavailable, errors.New("broken"))
+	}
+	return connect.NewResponse(&paymentsv1.ChargeResponse{}), nil
+}
+
+// serve runs h on a loopback port until the test ends; httplb dials real
+// addresses.
+func serve(t *testing.T, h http.Handler) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := rpc.NewHTTPServer(h, slog.New(slog.DiscardHandler))
+	go srv.Serve(lis)
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + lis.Addr().String()
+}
+
+func serveReplica(t *testing.T, r *replica, withHealth bool) string {
+	t.Helper()
+	mux := http.NewServeMux()
+	if withHealth {
+		mux = rpc.NewServeMux(paymentsv1connect.PaymentServiceName)
+	}
+	mux.Handle(paymentsv1connect.NewPaymentServiceHandler(r))
+	return serve(t, mux)
+}
+
+func newClient(t *testing.T, target string) paymentsv1connect.PaymentServiceClient {
+	t.Helper()
+	lb, err := balance.NewClient(target, balance.WithHealthCheck(paymentsv1connect.PaymentServiceName, 100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lb.Close() })
+	return paymentsv1connect.NewPaymentServiceClient(lb.Client.Client, lb.BaseURL(), connect.WithGRPC())
+}
+
+func charge(c paymentsv1connect.PaymentServiceClient) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err := c.Charge(ctx, connect.NewRequest(&paymentsv1.ChargeRequest{}))
+	return err
+}
+
+// A replica that fails every call while its health check still passes is
+// ejected after two failures, long before round robin would stop sending.
+func TestFailingReplicaIsEjected(t *testing.T) {
+	t.Parallel()
+	good, bad := &replica{}, &replica{}
+	bad.broken.Store(true)
+	c := newClient(t, serveReplica(t, good, true)+","+serveReplica(t, bad, true))
+	for range 40 {
+		charge(c)
+	}
+	if n := bad.calls.Load(); n > 4 {
+		t.Errorf("broken replica got %d of 40 calls, want it ejected after 2", n)
+	}
+	if good.calls.Load() < 36 {
+		t.Errorf("good replica got %d of 40 calls", good.calls.Load())
+	}
+
+	// Repaired, it is back once the ejection (5 s) ends and a health check
+	// has passed.
+	bad.broken.Store(false)
+	bad.calls.Store(0)
+	deadline := time.Now().Add(8 * time.Second)
+	for bad.calls.Load() == 0 && time.Now().Before(deadline) {
+		charge(c)
+		time.Sleep(50 * time.Millisecond)
+	}
+	if bad.calls.Load() == 0 {
+		t.Error("repaired replica got no calls within 8 s")
+	}
+}
+
+// A replica that fails its gRPC health check gets no calls: here it does not
+// serve the health protocol at all.
+func TestUnhealthyReplicaGetsNoCalls(t *testing.T) {
+	t.Parallel()
+	healthy, unchecked := &replica{}, &replica{}
+	c := newClient(t, serveReplica(t, healthy, true)+","+serveReplica(t, unchecked, false))
+	// httplb connects on the first call, and until a replica's first check
+	// has answered it may pick it (it keeps up to three replicas usable,
+	// taking ones of unknown health when fewer are healthy). Count after.
+	charge(c)
+	time.Sleep(300 * time.Millisecond)
+	unchecked.calls.Store(0)
+	for range 20 {
+		if err := charge(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := unchecked.calls.Load(); n != 0 {
+		t.Errorf("replica without health got %d calls, want 0", n)
+	}
+}
+
+func TestNewClientRejectsBadTargets(t *testing.T) {
+	t.Parallel()
+	for _, target := range []string{"", "localhost:8081", "ftp://x:1", "http://x", "http://x:1/path", "dns:///nameonly", "dns:///:80"} {
+		if _, err := balance.NewClient(target); err == nil {
+			t.Errorf("NewClient(%q): got no error", target)
+		}
+	}
+}
