@@ -21,7 +21,7 @@ func TestConcurrentWritersFromTwoHandlesQueue(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "sub", "shared.db")
-	var dbs []*sql.DB
+	var dbs []*sqlitedb.DB
 	for range 2 {
 		db, err := sqlitedb.Open(ctx, path, schema)
 		if err != nil {
@@ -37,7 +37,7 @@ func TestConcurrentWritersFromTwoHandlesQueue(t *testing.T) {
 		db := dbs[w%2]
 		wg.Go(func() {
 			for range perWriter {
-				errs <- sqlitedb.InTx(ctx, db, func(tx *sql.Tx) error {
+				errs <- db.InTx(ctx, func(tx *sql.Tx) error {
 					var n int
 					if err := tx.QueryRowContext(ctx, "SELECT n FROM counter").Scan(&n); err != nil {
 						return err
@@ -77,7 +77,7 @@ func TestInTxRollsBackOnError(t *testing.T) {
 	}
 	defer db.Close()
 	boom := errors.New("boom")
-	err = sqlitedb.InTx(ctx, db, func(tx *sql.Tx) error {
+	err = db.InTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, "UPDATE counter SET n = 42"); err != nil {
 			return err
 		}
