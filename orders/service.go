@@ -111,10 +111,13 @@ func NewService(logger *slog.Logger, store *Store, payments Payments, opts ...Op
 }
 
 // NewServer returns the orders HTTP handler: the OrderService over Connect,
-// gRPC and gRPC-Web, health, reflection, and page (the demo page) at "/".
+// gRPC and gRPC-Web and as REST routes (/v1/orders...), health, reflection,
+// and page (the demo page) at "/".
 func NewServer(logger *slog.Logger, svc *Service, page http.Handler, allowedOrigins []string) http.Handler {
 	mux := rpc.NewServeMux(ordersv1connect.OrderServiceName)
-	mux.Handle(ordersv1connect.NewOrderServiceHandler(svc, rpc.HandlerOptions(logger, ServerName)))
+	path, handler := ordersv1connect.NewOrderServiceHandler(svc, rpc.HandlerOptions(logger, ServerName))
+	mux.Handle(path, handler)               // Connect, gRPC, gRPC-Web
+	mux.Handle("/v1/", rest(path, handler)) // REST, transcoded into calls of the same handler
 	mux.Handle("/", page)
 	return rpc.Middleware(mux, allowedOrigins)
 }
@@ -141,9 +144,9 @@ func (s *Service) CreateOrder(ctx context.Context, req *connect.Request[ordersv1
 	if err != nil {
 		return nil, err
 	}
-	key := msg.GetIdempotencyKey()
-	if key == "" {
-		key = "auto:" + rand.Text() // no retry safety asked for: every call is new
+	key, err := idempotencyKey(msg.GetIdempotencyKey(), req.Header().Get(IdempotencyKeyHeader))
+	if err != nil {
+		return nil, err
 	}
 	now := timestamppb.Now()
 	o, err := s.store.Create(ctx, key, requestHash(msg), msg.GetPaymentToken(), &ordersv1.Order{
@@ -220,6 +223,28 @@ func price(msg *ordersv1.CreateOrderRequest) ([]*ordersv1.OrderItem, *ordersv1.M
 		return nil, nil, err
 	}
 	return items, usd(total), nil
+}
+
+// idempotencyKey returns the key of a CreateOrder: the request field, or the
+// Idempotency-Key header that REST clients send, or a random one if neither
+// is set (no retry safety was asked for: every call is new).
+func idempotencyKey(field, header string) (string, error) {
+	switch {
+	case field != "" && header != "" && field != header:
+		var v rpc.Violations
+		v.Add("idempotency_key", "differs from the %s header", IdempotencyKeyHeader)
+		return "", v.Err()
+	case field != "":
+		return field, nil
+	case header != "":
+		if !rpc.ValidIdempotencyKey(header) {
+			var v rpc.Violations
+			v.Add("idempotency_key", "%s header %s", IdempotencyKeyHeader, rpc.IdempotencyKeyRule)
+			return "", v.Err()
+		}
+		return header, nil
+	}
+	return "auto:" + rand.Text(), nil
 }
 
 // requestHash fingerprints what a request asks for, without its idempotency

@@ -22,7 +22,7 @@ const HopHeader = "Shop-Hop"
 type Hop struct {
 	Procedure   string        // "/payments.v1.PaymentService/Charge"
 	Server      string        // "orders", "payments-2"
-	Protocol    string        // "connect", "grpc" or "grpcweb"
+	Protocol    string        // "connect", "grpc", "grpcweb", or "rest" for a transcoded route
 	Codec       string        // "json" or "proto"
 	HTTPVersion string        // "HTTP/1.1" or "HTTP/2.0"
 	Duration    time.Duration // from arrival to the end of the handler
@@ -84,6 +84,9 @@ func observe(next http.Handler) http.Handler {
 // them apart: by content type, or for Connect GET requests by the encoding
 // query parameter.
 func classify(r *http.Request) (protocol, codec string) {
+	if !isRPCPath(r.URL.Path) {
+		return "rest", "json" // a resource route such as /v1/orders, transcoded
+	}
 	if r.Method == http.MethodGet {
 		return "connect", r.URL.Query().Get("encoding")
 	}
@@ -105,6 +108,12 @@ func classify(r *http.Request) (protocol, codec string) {
 	default:
 		return "connect", strings.TrimPrefix(ct, "application/")
 	}
+}
+
+// isRPCPath reports whether path names an RPC: /package.Service/Method.
+func isRPCPath(path string) bool {
+	service, method, ok := strings.Cut(strings.TrimPrefix(path, "/"), "/")
+	return ok && strings.Contains(service, ".") && method != "" && !strings.Contains(method, "/")
 }
 
 // HopFromContext returns the call being handled as server saw it so far, its

@@ -19,19 +19,22 @@ func TestClassify(t *testing.T) {
 		method, contentType, target string
 		protocol, codec             string
 	}{
-		{"POST", "application/json", "/s/M", "connect", "json"},
-		{"POST", "application/proto", "/s/M", "connect", "proto"},
-		{"POST", "application/json; charset=utf-8", "/s/M", "connect", "json"},
-		{"POST", "application/connect+json", "/s/Stream", "connect", "json"},
-		{"POST", "application/connect+proto", "/s/Stream", "connect", "proto"},
-		{"GET", "", "/s/M?encoding=json&message=%7B%7D", "connect", "json"},
-		{"GET", "", "/s/M?encoding=proto&base64=1&message=", "connect", "proto"},
-		{"POST", "application/grpc", "/s/M", "grpc", "proto"},
-		{"POST", "application/grpc+proto", "/s/M", "grpc", "proto"},
-		{"POST", "application/grpc+json", "/s/M", "grpc", "json"},
-		{"POST", "application/grpc-web", "/s/M", "grpcweb", "proto"},
-		{"POST", "application/grpc-web+proto", "/s/M", "grpcweb", "proto"},
-		{"POST", "application/grpc-web+json", "/s/M", "grpcweb", "json"},
+		{"POST", "application/json", "/p.S/M", "connect", "json"},
+		{"POST", "application/proto", "/p.S/M", "connect", "proto"},
+		{"POST", "application/json; charset=utf-8", "/p.S/M", "connect", "json"},
+		{"POST", "application/connect+json", "/p.S/Stream", "connect", "json"},
+		{"POST", "application/connect+proto", "/p.S/Stream", "connect", "proto"},
+		{"GET", "", "/p.S/M?encoding=json&message=%7B%7D", "connect", "json"},
+		{"GET", "", "/p.S/M?encoding=proto&base64=1&message=", "connect", "proto"},
+		{"POST", "application/grpc", "/p.S/M", "grpc", "proto"},
+		{"POST", "application/grpc+proto", "/p.S/M", "grpc", "proto"},
+		{"POST", "application/grpc+json", "/p.S/M", "grpc", "json"},
+		{"POST", "application/grpc-web", "/p.S/M", "grpcweb", "proto"},
+		{"POST", "application/grpc-web+proto", "/p.S/M", "grpcweb", "proto"},
+		{"POST", "application/grpc-web+json", "/p.S/M", "grpcweb", "json"},
+		{"POST", "application/json", "/v1/orders", "rest", "json"},
+		{"GET", "", "/v1/orders/ord_1", "rest", "json"},
+		{"POST", "", "/v1/orders/ord_1:cancel", "rest", "json"},
 	}
 	for _, tt := range tests {
 		r := httptest.NewRequest(tt.method, tt.target, nil)

@@ -356,7 +356,7 @@ type Hop struct {
 	Procedure string `protobuf:"bytes,1,opt,name=procedure,proto3" json:"procedure,omitempty"`
 	// Who answered: "orders" or the name of a payments replica.
 	Server string `protobuf:"bytes,2,opt,name=server,proto3" json:"server,omitempty"`
-	// Wire protocol: "connect", "grpc" or "grpcweb".
+	// Wire protocol: "connect", "grpc", "grpcweb", or "rest" for a REST route.
 	Protocol string `protobuf:"bytes,3,opt,name=protocol,proto3" json:"protocol,omitempty"`
 	// Message codec: "json" or "proto".
 	Codec string `protobuf:"bytes,4,opt,name=codec,proto3" json:"codec,omitempty"`
@@ -651,7 +651,8 @@ type CreateOrderRequest struct {
 	PaymentToken string `protobuf:"bytes,2,opt,name=payment_token,json=paymentToken,proto3" json:"payment_token,omitempty"`
 	// Optional but recommended: a client-chosen key (1 to 128 characters of
 	// letters, digits, '-', '_', '.', ':') that makes retries safe. Without it
-	// every call places a new order.
+	// every call places a new order. May be sent as the Idempotency-Key HTTP
+	// header instead.
 	IdempotencyKey string `protobuf:"bytes,3,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
