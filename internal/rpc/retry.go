@@ -2,7 +2,6 @@ package rpc
 
 import (
 	"context"
-	"errors"
 	"math/rand/v2"
 	"time"
 
@@ -10,11 +9,13 @@ import (
 )
 
 // RetryInterceptor retries a unary call that failed in a way another attempt
-// may fix — UNAVAILABLE (replica down, connection reset, refused), or one
-// attempt running out of its own time — up to attempts times in all, waiting
-// an exponential backoff with full jitter between attempts and never past the
-// call's own deadline. Each attempt gets at most attemptTimeout, so a hung
-// replica costs one attempt, not the whole call.
+// may fix — UNAVAILABLE (replica down, connection refused), an attempt running
+// out of its own time, or the transport breaking mid-call (a reset connection
+// surfaces as CANCELED or UNKNOWN although the caller cancelled nothing) — up
+// to attempts times in all, waiting an exponential backoff with full jitter
+// between attempts and never past the call's own deadline. Each attempt gets
+// at most attemptTimeout, so a hung replica costs one attempt, not the whole
+// call. Nothing is retried once the caller's context is done.
 //
 // It retries only procedures whose schema declares them IDEMPOTENT or
 // NO_SIDE_EFFECTS: sending those twice is safe by contract (payments' Charge
@@ -49,10 +50,9 @@ func RetryInterceptor(attempts int, attemptTimeout, backoff time.Duration) conne
 
 func retryable(err error) bool {
 	switch connect.CodeOf(err) {
-	case connect.CodeUnavailable, connect.CodeDeadlineExceeded:
-		// DeadlineExceeded here is the attempt's own timeout: the caller's
-		// deadline is checked before a retry.
+	case connect.CodeUnavailable, connect.CodeDeadlineExceeded, connect.CodeCanceled, connect.CodeUnknown:
+		// The caller's own cancellation or deadline is checked before this.
 		return true
 	}
-	return errors.Is(err, context.DeadlineExceeded)
+	return false
 }

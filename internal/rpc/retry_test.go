@@ -68,6 +68,7 @@ func TestRetryInterceptor(t *testing.T) {
 		{"idempotent, recovers", &flaky{failures: 2, errCode: connect.CodeUnavailable}, false, 0, 3},
 		{"idempotent, gives up after 4", &flaky{failures: 9, errCode: connect.CodeUnavailable}, false, connect.CodeUnavailable, 4},
 		{"idempotent, slow attempt", &flaky{delay: time.Second}, false, 0, 2},
+		{"idempotent, stream broken", &flaky{failures: 1, errCode: connect.CodeCanceled}, false, 0, 2},
 		{"not retryable code", &flaky{failures: 9, errCode: connect.CodeFailedPrecondition}, false, connect.CodeFailedPrecondition, 1},
 		{"not idempotent", &flaky{failures: 9, errCode: connect.CodeUnavailable}, true, connect.CodeUnavailable, 1},
 	}
