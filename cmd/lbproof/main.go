@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/connectshop/connectshop/internal/lbproof"
+	"github.com/connectshop/connectshop/internal/load"
 	"github.com/connectshop/connectshop/payments"
 )
 
@@ -96,15 +97,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	time.Sleep(1500 * time.Millisecond) // let the first health checks pass
 
-	totals := make([]*lbproof.Result, len(setups))
+	totals := make([]*load.Result, len(setups))
 	for pass := range *passes {
 		for i, s := range setups {
-			res := lbproof.Load{Orders: *n, Concurrency: *concurrency}.Run(ctx, clients[i].Client())
+			res := load.Load{Orders: *n, Concurrency: *concurrency}.Run(ctx, clients[i].Client())
 			if len(res.Errors) > 0 {
 				return fmt.Errorf("%s: %d orders failed; first: %w", s.name, len(res.Errors), res.Errors[0])
 			}
 			fmt.Fprintf(stderr, "pass %d: %s: %d orders in %v\n", pass+1, s.name, res.Orders(), res.Elapsed.Round(time.Millisecond))
-			totals[i] = lbproof.Merge(totals[i], res)
+			totals[i] = load.Merge(totals[i], res)
 		}
 	}
 

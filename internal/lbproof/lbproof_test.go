@@ -15,6 +15,7 @@ import (
 	"github.com/bufbuild/httplb/resolver"
 	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
 	"github.com/connectshop/connectshop/internal/balance"
+	"github.com/connectshop/connectshop/internal/load"
 	"github.com/connectshop/connectshop/payments"
 )
 
@@ -56,16 +57,16 @@ func startHAProxy(t *testing.T, mode Mode, backends []string) *HAProxy {
 
 func three() []string { return []string{"127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"} }
 
-func sequential(t *testing.T, o *Orders, n int) *Result {
+func sequential(t *testing.T, o *Orders, n int) *load.Result {
 	t.Helper()
-	res := Load{Orders: n, Concurrency: 1}.Run(context.Background(), o.Client())
+	res := load.Load{Orders: n, Concurrency: 1}.Run(context.Background(), o.Client())
 	if len(res.Errors) > 0 {
 		t.Fatalf("%d of %d orders failed; first: %v", len(res.Errors), n, res.Errors[0])
 	}
 	return res
 }
 
-func assertSpread(t *testing.T, res *Result, rs *Replicas) {
+func assertSpread(t *testing.T, res *load.Result, rs *Replicas) {
 	t.Helper()
 	for _, r := range rs.List {
 		if s := res.Share(r.Name); s < 0.25 || s > 0.42 {
@@ -188,7 +189,7 @@ func TestKillingAReplicaUnderLoadLosesNothing(t *testing.T) {
 		time.Sleep(7 * time.Second)
 		rs.List[1].Kill()
 	}()
-	res := Load{Duration: 20 * time.Second, Concurrency: 8}.Run(context.Background(), o.Client())
+	res := load.Load{Duration: 20 * time.Second, Concurrency: 8}.Run(context.Background(), o.Client())
 	if len(res.Errors) > 0 {
 		t.Errorf("%d orders failed; first: %v", len(res.Errors), res.Errors[0])
 	}

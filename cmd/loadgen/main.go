@@ -1,0 +1,120 @@
+// Command loadgen places orders against a running shop with a fixed
+// concurrency, over the protocol you choose, and prints throughput and
+// latency percentiles. It is bounded in time and in requests, and refuses
+// addresses that are not on this machine.
+//
+//	go run ./cmd/loadgen -protocol grpc -concurrency 32 -duration 10s
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"slices"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/connectshop/connectshop/gen/orders/v1/ordersv1connect"
+	"github.com/connectshop/connectshop/internal/load"
+	"github.com/connectshop/connectshop/internal/rpc"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "loadgen: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// protocols are the client setups loadgen can use.
+var protocols = map[string]func() (*http.Client, []connect.ClientOption){
+	"connect-json": func() (*http.Client, []connect.ClientOption) {
+		return rpc.NewH2CClient(), []connect.ClientOption{connect.WithProtoJSON()}
+	},
+	"connect-proto": func() (*http.Client, []connect.ClientOption) { return rpc.NewH2CClient(), nil },
+	"grpc": func() (*http.Client, []connect.ClientOption) {
+		return rpc.NewH2CClient(), []connect.ClientOption{connect.WithGRPC()}
+	},
+	"grpcweb": func() (*http.Client, []connect.ClientOption) {
+		return rpc.NewH2CClient(), []connect.ClientOption{connect.WithGRPCWeb()}
+	},
+	"connect-json-http1": func() (*http.Client, []connect.ClientOption) {
+		return http1Client(), []connect.ClientOption{connect.WithProtoJSON()}
+	},
+}
+
+func http1Client() *http.Client {
+	t := &http.Transport{MaxIdleConnsPerHost: 256, Protocols: new(http.Protocols)}
+	t.Protocols.SetHTTP1(true)
+	return &http.Client{Transport: t}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
+	defer stop()
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	target := fs.String("url", "http://localhost:8080", "orders base URL (loopback only)")
+	protocol := fs.String("protocol", "grpc", "connect-json, connect-proto, grpc, grpcweb or connect-json-http1")
+	concurrency := fs.Int("concurrency", 32, "orders in flight")
+	duration := fs.Duration("duration", 10*time.Second, "how long to run (at most 5m)")
+	maxOrders := fs.Int("max-orders", 1_000_000, "stop after this many orders")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	newClient, ok := protocols[*protocol]
+	if !ok {
+		return fmt.Errorf("unknown -protocol %q", *protocol)
+	}
+	if *concurrency < 1 || *concurrency > 1024 || *duration <= 0 || *duration > 5*time.Minute || *maxOrders < 1 {
+		return errors.New("want 1 <= -concurrency <= 1024, 0 < -duration <= 5m, -max-orders >= 1")
+	}
+	if err := requireLoopback(*target); err != nil {
+		return err
+	}
+	httpClient, opts := newClient()
+	client := ordersv1connect.NewOrderServiceClient(httpClient, *target, opts...)
+
+	res := load.Load{Orders: *maxOrders, Duration: *duration, Concurrency: *concurrency}.Run(ctx, client)
+	fmt.Fprintf(stdout, "protocol %s, concurrency %d: %d orders in %v, %.0f orders/s, p50 %v, p90 %v, p99 %v, %d errors\n",
+		*protocol, *concurrency, res.Orders(), res.Elapsed.Round(time.Millisecond), res.Throughput(),
+		res.Percentile(50).Round(10*time.Microsecond), res.Percentile(90).Round(10*time.Microsecond),
+		res.Percentile(99).Round(10*time.Microsecond), len(res.Errors))
+	replicas := make([]string, 0, len(res.PerReplica))
+	for name := range res.PerReplica {
+		replicas = append(replicas, name)
+	}
+	slices.Sort(replicas)
+	for _, name := range replicas {
+		fmt.Fprintf(stdout, "  %s: %.1f%%\n", name, 100*res.Share(name))
+	}
+	if len(res.Errors) > 0 {
+		return fmt.Errorf("%d orders failed; first: %w", len(res.Errors), res.Errors[0])
+	}
+	return nil
+}
+
+// requireLoopback refuses to send load anywhere but this machine.
+func requireLoopback(target string) error {
+	u, err := url.Parse(target)
+	if err != nil || u.Scheme != "http" {
+		return fmt.Errorf("-url %q: want http://host:port", target)
+	}
+	addrs, err := net.LookupIP(u.Hostname())
+	if err != nil {
+		return fmt.Errorf("-url %q: %w", target, err)
+	}
+	for _, ip := range addrs {
+		if !ip.IsLoopback() {
+			return fmt.Errorf("-url %q resolves to %s: loadgen only targets loopback", target, ip)
+		}
+	}
+	return nil
+}

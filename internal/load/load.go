@@ -1,0 +1,129 @@
+// Package load places orders against a running orders service with a fixed
+// concurrency, for a count or a duration, and records throughput, latency and
+// which payments replica charged each order. cmd/loadgen and the
+// load-balancing proof use it.
+package load
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
+	"github.com/connectshop/connectshop/gen/orders/v1/ordersv1connect"
+)
+
+// Result is what a load run observed.
+type Result struct {
+	PerReplica map[string]int  // paid orders by the replica that charged them
+	Latencies  []time.Duration // of successful CreateOrder calls, sorted
+	Errors     []error
+	Elapsed    time.Duration
+}
+
+// Orders returns how many orders were paid.
+func (r *Result) Orders() int { return len(r.Latencies) }
+
+// Share returns the share of paid orders that replica charged, 0 to 1.
+func (r *Result) Share(replica string) float64 {
+	if r.Orders() == 0 {
+		return 0
+	}
+	return float64(r.PerReplica[replica]) / float64(r.Orders())
+}
+
+// Percentile returns the p-th percentile latency (p from 0 to 100).
+func (r *Result) Percentile(p float64) time.Duration {
+	if len(r.Latencies) == 0 {
+		return 0
+	}
+	i := int(float64(len(r.Latencies)-1) * p / 100)
+	return r.Latencies[i]
+}
+
+// Load describes a run: Orders orders (or, if Duration is set, as many
+// as fit in it) from Concurrency clients in parallel.
+type Load struct {
+	Orders      int
+	Duration    time.Duration
+	Concurrency int
+}
+
+// Run places orders through c and records who charged them. Every call has a
+// 10 s deadline; the run stops early if ctx ends.
+func (l Load) Run(ctx context.Context, c ordersv1connect.OrderServiceClient) *Result {
+	var (
+		mu     sync.Mutex
+		res    = &Result{PerReplica: map[string]int{}}
+		next   int
+		start  = time.Now()
+		wg     sync.WaitGroup
+		client = max(l.Concurrency, 1)
+	)
+	more := func() (int, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if ctx.Err() != nil || (l.Duration > 0 && time.Since(start) >= l.Duration) || (l.Duration == 0 && next >= l.Orders) {
+			return 0, false
+		}
+		next++
+		return next, true
+	}
+	for w := range client {
+		wg.Go(func() {
+			for {
+				n, ok := more()
+				if !ok {
+					return
+				}
+				callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				t0 := time.Now()
+				resp, err := c.CreateOrder(callCtx, connect.NewRequest(&ordersv1.CreateOrderRequest{
+					Items:          []*ordersv1.CartItem{{ProductId: "sticker-pack", Quantity: 1}},
+					PaymentToken:   "tok_visa",
+					IdempotencyKey: fmt.Sprintf("load-%d-%d-%d", start.UnixNano(), w, n),
+				}))
+				d := time.Since(t0)
+				cancel()
+				mu.Lock()
+				if err != nil {
+					res.Errors = append(res.Errors, err)
+				} else {
+					res.Latencies = append(res.Latencies, d)
+					res.PerReplica[resp.Msg.GetOrder().GetPaymentReplica()]++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	res.Elapsed = time.Since(start)
+	slices.Sort(res.Latencies)
+	return res
+}
+
+// Throughput is paid orders per second.
+func (r *Result) Throughput() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.Orders()) / r.Elapsed.Seconds()
+}
+
+// Merge adds b's observations to a (which may be nil) and returns the sum.
+func Merge(a, b *Result) *Result {
+	if a == nil {
+		return b
+	}
+	for k, v := range b.PerReplica {
+		a.PerReplica[k] += v
+	}
+	a.Latencies = append(a.Latencies, b.Latencies...)
+	slices.Sort(a.Latencies)
+	a.Errors = append(a.Errors, b.Errors...)
+	a.Elapsed += b.Elapsed
+	return a
+}
