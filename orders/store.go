@@ -66,7 +66,7 @@ func (s *Store) Create(ctx context.Context, key string, requestHash []byte, paym
 		return nil, fmt.Errorf("create order: %w", err)
 	}
 	var stored *ordersv1.Order
-	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
+	err = s.db.InTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var prevHash, prevData []byte
 		err := tx.QueryRowContext(ctx, `SELECT request_hash, data FROM orders WHERE idempotency_key = ?`, key).
 			Scan(&prevHash, &prevData)
@@ -101,7 +101,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*ordersv1.Order) 
 		o       *ordersv1.Order
 		changed bool
 	)
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+	err := s.db.InTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
 		if o, err = orderByID(ctx, tx, id); err != nil {
 			return err
@@ -126,7 +126,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*ordersv1.Order) 
 // DeletePending removes an order that is still pending; it is how a request that
 // payments rejected as invalid leaves nothing behind.
 func (s *Store) DeletePending(ctx context.Context, id string) error {
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+	err := s.db.InTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM orders WHERE id = ? AND status = ?`,
 			id, int64(ordersv1.OrderStatus_ORDER_STATUS_PENDING))
 		return err

@@ -57,7 +57,7 @@ func (s *Store) Close() error { return s.db.Close() }
 // [ErrKeyReused].
 func (s *Store) Charge(ctx context.Context, key string, requestHash []byte, p *paymentsv1.Payment) (*paymentsv1.Payment, error) {
 	var stored *paymentsv1.Payment
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+	err := s.db.InTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		prev, prevHash, err := scanPayment(tx.QueryRowContext(ctx,
 			`SELECT `+paymentColumns+`, request_hash FROM payments WHERE idempotency_key = ?`, key))
 		switch {
@@ -88,7 +88,7 @@ func (s *Store) Charge(ctx context.Context, key string, requestHash []byte, p *p
 // payment is returned unchanged.
 func (s *Store) Refund(ctx context.Context, id string, now time.Time) (*paymentsv1.Payment, error) {
 	var p *paymentsv1.Payment
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+	err := s.db.InTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
 		p, _, err = scanPayment(tx.QueryRowContext(ctx,
 			`SELECT `+paymentColumns+`, request_hash FROM payments WHERE id = ?`, id))

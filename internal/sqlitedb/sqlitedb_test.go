@@ -37,7 +37,7 @@ func TestConcurrentWritersFromTwoHandlesQueue(t *testing.T) {
 		db := dbs[w%2]
 		wg.Go(func() {
 			for range perWriter {
-				errs <- db.InTx(ctx, func(tx *sql.Tx) error {
+				errs <- db.InTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 					var n int
 					if err := tx.QueryRowContext(ctx, "SELECT n FROM counter").Scan(&n); err != nil {
 						return err
@@ -77,7 +77,7 @@ func TestInTxRollsBackOnError(t *testing.T) {
 	}
 	defer db.Close()
 	boom := errors.New("boom")
-	err = db.InTx(ctx, func(tx *sql.Tx) error {
+	err = db.InTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, "UPDATE counter SET n = 42"); err != nil {
 			return err
 		}
@@ -89,5 +89,50 @@ func TestInTxRollsBackOnError(t *testing.T) {
 	var n int
 	if err := db.QueryRowContext(ctx, "SELECT n FROM counter").Scan(&n); err != nil || n != 0 {
 		t.Fatalf("got n=%d (err %v), want 0 after rollback", n, err)
+	}
+}
+
+// Writes that share a group commit stand or fall alone: a failing write is
+// undone, its neighbours are committed.
+func TestGroupedWritesFailAlone(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := sqlitedb.Open(ctx, filepath.Join(t.TempDir(), "g.db"), `CREATE TABLE IF NOT EXISTS rows (n INTEGER NOT NULL);`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	boom := errors.New("boom")
+	var wg sync.WaitGroup
+	errs := make([]error, 200)
+	for i := range errs {
+		wg.Go(func() {
+			errs[i] = db.InTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+				if _, err := tx.ExecContext(ctx, "INSERT INTO rows (n) VALUES (?)", i); err != nil {
+					return err
+				}
+				if i%2 == 1 {
+					return boom // after writing: the write must be undone
+				}
+				return nil
+			})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if want := i%2 == 1; errors.Is(err, boom) != want || (!want && err != nil) {
+			t.Fatalf("write %d: got %v", i, err)
+		}
+	}
+	var n, odd int
+	if err := db.QueryRowContext(ctx, "SELECT count(*), count(CASE WHEN n % 2 = 1 THEN 1 END) FROM rows").Scan(&n, &odd); err != nil {
+		t.Fatal(err)
+	}
+	if n != 100 || odd != 0 {
+		t.Fatalf("got %d rows (%d from failed writes), want 100 (0)", n, odd)
+	}
+	db.Close()
+	if err := db.InTx(ctx, func(context.Context, *sql.Tx) error { return nil }); !errors.Is(err, sqlitedb.ErrClosed) {
+		t.Fatalf("InTx after Close: got %v, want ErrClosed", err)
 	}
 }
