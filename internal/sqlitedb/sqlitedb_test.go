@@ -14,37 +14,52 @@ import (
 const schema = `CREATE TABLE IF NOT EXISTS counter (n INTEGER NOT NULL);
 INSERT INTO counter SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM counter);`
 
-// Two handles on one file stand in for two processes (payments replicas).
+// Two writers on one file: a handle from Open, and a separate pool opened
+// the way another process would (same pragmas, its own connections).
 // Read-modify-write transactions from both must neither fail with
-// SQLITE_BUSY nor lose an update: BEGIN IMMEDIATE serialises them.
-func TestConcurrentWritersFromTwoHandlesQueue(t *testing.T) {
+// SQLITE_BUSY nor lose an update: BEGIN IMMEDIATE and the busy timeout
+// serialise them.
+func TestConcurrentWritersFromTwoProcessesQueue(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "sub", "shared.db")
-	var dbs []*sqlitedb.DB
-	for range 2 {
-		db, err := sqlitedb.Open(ctx, path, schema)
-		if err != nil {
-			t.Fatal(err)
+	db, err := sqlitedb.Open(ctx, path, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	other, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_txlock=immediate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	increment := func(ctx context.Context, tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, "SELECT n FROM counter").Scan(&n); err != nil {
+			return err
 		}
-		t.Cleanup(func() { db.Close() })
-		dbs = append(dbs, db)
+		_, err := tx.ExecContext(ctx, "UPDATE counter SET n = ?", n+1)
+		return err
 	}
 	const perWriter = 50
 	var wg sync.WaitGroup
 	errs := make(chan error, 8*perWriter)
 	for w := range 8 {
-		db := dbs[w%2]
 		wg.Go(func() {
 			for range perWriter {
-				errs <- db.InTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-					var n int
-					if err := tx.QueryRowContext(ctx, "SELECT n FROM counter").Scan(&n); err != nil {
-						return err
+				if w%2 == 0 {
+					errs <- db.InTx(ctx, increment)
+					continue
+				}
+				tx, err := other.BeginTx(ctx, nil)
+				if err == nil {
+					if err = increment(ctx, tx); err == nil {
+						err = tx.Commit()
+					} else {
+						tx.Rollback()
 					}
-					_, err := tx.ExecContext(ctx, "UPDATE counter SET n = ?", n+1)
-					return err
-				})
+				}
+				errs <- err
 			}
 		})
 	}
@@ -56,15 +71,52 @@ func TestConcurrentWritersFromTwoHandlesQueue(t *testing.T) {
 		}
 	}
 	var n int
-	if err := dbs[0].QueryRowContext(ctx, "SELECT n FROM counter").Scan(&n); err != nil {
+	if err := db.QueryRowContext(ctx, "SELECT n FROM counter").Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	if n != 8*perWriter {
 		t.Fatalf("got counter %d, want %d", n, 8*perWriter)
 	}
 	var mode string
-	if err := dbs[1].QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+	if err := other.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
 		t.Fatalf("got journal_mode %q (err %v), want wal", mode, err)
+	}
+}
+
+// Handles on one file in one process share it: closing one leaves the
+// others working, and the last one closes the file.
+func TestHandlesShareAFile(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "h.db")
+	a, err := sqlitedb.Open(ctx, path, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := sqlitedb.Open(ctx, path, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noop := func(context.Context, *sql.Tx) error { return nil }
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.InTx(ctx, noop); !errors.Is(err, sqlitedb.ErrClosed) {
+		t.Fatalf("closed handle: got %v, want ErrClosed", err)
+	}
+	if err := b.InTx(ctx, noop); err != nil {
+		t.Fatalf("other handle after one closed: %v", err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := sqlitedb.Open(ctx, path, schema) // opens the file afresh
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.InTx(ctx, noop); err != nil {
+		t.Fatalf("reopened: %v", err)
 	}
 }
 
