@@ -6,9 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"path/filepath"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -21,38 +18,26 @@ import (
 	"github.com/connectshop/connectshop/web"
 )
 
-// startShop wires the shop as cmd/shop does (three payments replicas sharing
+// startShop runs the shop as cmd/shop does (three payments replicas sharing
 // one SQLite file, orders spreading calls over them, logs formatted as text)
 // on loopback, with data in a temporary directory.
 func startShop(b *testing.B) string {
 	b.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	dir := b.TempDir()
-	var (
-		wg      sync.WaitGroup
-		targets []string
-	)
-	for i := range 3 {
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
+	lis := make([]net.Listener, 4)
+	for i := range lis {
+		var err error
+		if lis[i], err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 			b.Fatal(err)
 		}
-		targets = append(targets, "http://"+lis.Addr().String())
-		name := fmt.Sprintf("payments-%d", i+1)
-		wg.Go(func() {
-			launch.Payments(ctx, logger, lis, name, filepath.Join(dir, "payments.db"), payments.Faults{}, nil)
-		})
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	wg.Go(func() {
-		launch.Orders(ctx, logger, lis, filepath.Join(dir, "orders.db"), strings.Join(targets, ","), web.Handler(), nil)
-	})
-	b.Cleanup(func() { cancel(); wg.Wait() })
-	return "http://" + lis.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	go func() {
+		done <- launch.Shop(ctx, logger, lis[0], lis[1:], b.TempDir(), web.Handler(), payments.Faults{}, nil)
+	}()
+	b.Cleanup(func() { cancel(); <-done })
+	return "http://" + lis[0].Addr().String()
 }
 
 // BenchmarkCreateOrder is the whole flow per op: client → orders (gRPC) →

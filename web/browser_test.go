@@ -23,38 +23,24 @@ import (
 	"github.com/connectshop/connectshop/web"
 )
 
-// startShop runs three payments replicas and orders with the page on
-// loopback ports, as cmd/shop does, and returns the page's URL.
+// startShop runs the shop as cmd/shop does, on loopback ports chosen by the
+// system, and returns the page's URL.
 func startShop(t *testing.T) string {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	logger := slog.New(slog.DiscardHandler)
-	dir := t.TempDir()
-	var (
-		wg      sync.WaitGroup
-		targets []string
-	)
-	listen := func() net.Listener {
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
+	lis := make([]net.Listener, 4)
+	for i := range lis {
+		var err error
+		if lis[i], err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 			t.Fatal(err)
 		}
-		return lis
 	}
-	for i := range 3 {
-		lis := listen()
-		targets = append(targets, "http://"+lis.Addr().String())
-		name := fmt.Sprintf("payments-%d", i+1)
-		wg.Go(func() {
-			launch.Payments(ctx, logger, lis, name, filepath.Join(dir, "payments.db"), payments.Faults{}, nil)
-		})
-	}
-	lis := listen()
-	wg.Go(func() {
-		launch.Orders(ctx, logger, lis, filepath.Join(dir, "orders.db"), strings.Join(targets, ","), web.Handler(), nil)
-	})
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	return "http://" + lis.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- launch.Shop(ctx, slog.New(slog.DiscardHandler), lis[0], lis[1:], t.TempDir(), web.Handler(), payments.Faults{}, nil)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return "http://" + lis[0].Addr().String()
 }
 
 // newBrowser starts headless Chromium, collecting console errors, uncaught

@@ -16,9 +16,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 
 	"github.com/connectshop/connectshop/internal/launch"
@@ -72,7 +70,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	var (
 		paymentLis []net.Listener
-		targets    []string
+		targets    []string // for the log line
 	)
 	for i := range *replicas {
 		replicaPort := 0 // port 0 (tests): let the system choose every port
@@ -87,31 +85,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		targets = append(targets, "http://"+lis.Addr().String())
 	}
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, *replicas+1)
-	for i, lis := range paymentLis {
-		name := "payments-" + strconv.Itoa(i+1)
-		var f payments.Faults
-		if i == 0 {
-			f = faults
-		}
-		go func() {
-			errc <- launch.Payments(ctx, logger.With("service", name), lis, name, filepath.Join(*data, "payments.db"), f, allowed)
-		}()
-	}
-	go func() {
-		errc <- launch.Orders(ctx, logger.With("service", "orders"), ordersLis, filepath.Join(*data, "orders.db"), strings.Join(targets, ","), web.Handler(), allowed)
-	}()
 	logger.Info("shop is open", "page", "http://"+ordersLis.Addr().String(), "payments", targets)
-
-	// The first service to stop, for a signal or an error, stops them all.
-	var errs []error
-	for range *replicas + 1 {
-		if err := <-errc; err != nil {
-			errs = append(errs, err)
-		}
-		cancel()
-	}
-	return errors.Join(errs...)
+	return launch.Shop(ctx, logger, ordersLis, paymentLis, *data, web.Handler(), faults, allowed)
 }

@@ -5,10 +5,13 @@ package launch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -57,6 +60,41 @@ func Orders(ctx context.Context, logger *slog.Logger, lis net.Listener, dbPath, 
 	srv.RegisterOnShutdown(svc.Close)
 	go svc.RunRecovery(ctx, RecoveryInterval)
 	return rpc.Serve(ctx, srv, lis, logger)
+}
+
+// Shop runs the whole shop in this process until ctx is done or a service
+// fails: a payments replica on each of paymentLis (payments-1, payments-2...,
+// sharing dataDir/payments.db; faults go to payments-1 only, the others stay
+// healthy for contrast) and orders with page on ordersLis (dataDir/orders.db),
+// spreading its calls over all replicas. The first service to stop stops the
+// others.
+func Shop(ctx context.Context, logger *slog.Logger, ordersLis net.Listener, paymentLis []net.Listener, dataDir string, page http.Handler, faults payments.Faults, allowedOrigins []string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, len(paymentLis)+1)
+	var targets []string
+	for i, lis := range paymentLis {
+		targets = append(targets, "http://"+lis.Addr().String())
+		name := "payments-" + strconv.Itoa(i+1)
+		f := faults
+		if i > 0 {
+			f = payments.Faults{}
+		}
+		go func() {
+			errc <- Payments(ctx, logger.With("service", name), lis, name, filepath.Join(dataDir, "payments.db"), f, allowedOrigins)
+		}()
+	}
+	go func() {
+		errc <- Orders(ctx, logger.With("service", "orders"), ordersLis, filepath.Join(dataDir, "orders.db"), strings.Join(targets, ","), page, allowedOrigins)
+	}()
+	var errs []error
+	for range len(paymentLis) + 1 {
+		if err := <-errc; err != nil {
+			errs = append(errs, err)
+		}
+		cancel()
+	}
+	return errors.Join(errs...)
 }
 
 // SplitList splits a comma-separated flag value, dropping empty entries.
