@@ -21,7 +21,6 @@ import (
 type ejector struct {
 	mu       sync.Mutex
 	replicas map[string]*replica // by host:port
-	now      func() time.Time
 }
 
 type replica struct {
@@ -33,7 +32,7 @@ type replica struct {
 }
 
 func newEjector() *ejector {
-	return &ejector{replicas: make(map[string]*replica), now: time.Now}
+	return &ejector{replicas: make(map[string]*replica)}
 }
 
 // checker wraps the active checker so the ejector learns each connection's
@@ -49,7 +48,7 @@ func (e *ejector) checker(active health.Checker) health.Checker {
 			r := e.replicas[addr]
 			if r != nil {
 				r.lastActive = state
-				if e.now().Before(r.ejectedUntil) {
+				if time.Now().Before(r.ejectedUntil) {
 					state = health.StateUnhealthy
 				}
 			}
@@ -81,9 +80,9 @@ func (e *ejector) observe(addr string, failed bool) {
 		return
 	}
 	r.failures++
-	eject := r.failures >= ejectAfterFailures && !e.now().Before(r.ejectedUntil)
+	eject := r.failures >= ejectAfterFailures && !time.Now().Before(r.ejectedUntil)
 	if eject {
-		r.ejectedUntil = e.now().Add(ejectFor)
+		r.ejectedUntil = time.Now().Add(ejectFor)
 		r.failures = 0
 	}
 	c, tracker := r.conn, r.tracker
@@ -99,7 +98,7 @@ func (e *ejector) observe(addr string, failed bool) {
 func (e *ejector) restore(addr string, c conn.Conn) {
 	e.mu.Lock()
 	r := e.replicas[addr]
-	if r == nil || r.conn != c || e.now().Before(r.ejectedUntil) {
+	if r == nil || r.conn != c || time.Now().Before(r.ejectedUntil) {
 		e.mu.Unlock()
 		return
 	}
