@@ -1,8 +1,11 @@
 package orders
 
 import (
+	"context"
+	"errors"
 	"sync"
 
+	"connectrpc.com/connect"
 	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
 )
 
@@ -81,5 +84,35 @@ func (h *hub) close() {
 	for w := range h.watchers {
 		delete(h.watchers, w)
 		close(w.changes)
+	}
+}
+
+// WatchOrders implements [ordersv1connect.OrderServiceHandler].
+func (s *Service) WatchOrders(ctx context.Context, _ *connect.Request[ordersv1.WatchOrdersRequest], stream *connect.ServerStream[ordersv1.WatchOrdersResponse]) error {
+	w, ok := s.hub.subscribe()
+	if !ok {
+		return connect.NewError(connect.CodeUnavailable, errors.New("server is shutting down"))
+	}
+	defer s.hub.unsubscribe(w)
+	// Send the headers now: once a client has them, it knows every later
+	// change will reach it.
+	if err := stream.Send(nil); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case o, ok := <-w.changes:
+			if !ok {
+				if s.hub.isLagged(w) {
+					return connect.NewError(connect.CodeResourceExhausted, errors.New("watcher fell behind; reconnect"))
+				}
+				return nil // shutting down
+			}
+			if err := stream.Send(&ordersv1.WatchOrdersResponse{Order: o}); err != nil {
+				return err
+			}
+		}
 	}
 }

@@ -1,0 +1,269 @@
+package orders
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"connectrpc.com/connect"
+	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
+	paymentsv1 "github.com/connectshop/connectshop/gen/payments/v1"
+	"github.com/connectshop/connectshop/internal/rpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// CreateOrder implements [ordersv1connect.OrderServiceHandler].
+//
+// The order is stored as PENDING before payments is called, under the
+// client's idempotency key, and the charge carries the order id as its own
+// idempotency key. A retry, a concurrent duplicate, or [Service.ResumePending]
+// after a crash between the charge and the order update therefore finds the
+// same order and charges it at most once.
+func (s *Service) CreateOrder(ctx context.Context, req *connect.Request[ordersv1.CreateOrderRequest]) (*connect.Response[ordersv1.CreateOrderResponse], error) {
+	msg := req.Msg
+	items, total, err := price(msg)
+	if err != nil {
+		return nil, err
+	}
+	key, err := idempotencyKey(msg.GetIdempotencyKey(), req.Header().Get(IdempotencyKeyHeader))
+	if err != nil {
+		return nil, err
+	}
+	now := timestamppb.Now()
+	o, err := s.store.Create(ctx, key, requestHash(msg), msg.GetPaymentToken(), &ordersv1.Order{
+		Id:        "ord_" + rand.Text(),
+		Status:    ordersv1.OrderStatus_ORDER_STATUS_PENDING,
+		Items:     items,
+		Total:     total,
+		CreatedAt: now,
+		UpdatedAt: now,
+	})
+	if err != nil {
+		return nil, s.toConnect(ctx, err)
+	}
+	if o.GetStatus() == ordersv1.OrderStatus_ORDER_STATUS_PENDING {
+		if o, err = s.charge(ctx, o, msg.GetPaymentToken()); err != nil {
+			return nil, err
+		}
+	}
+	if o.GetStatus() == ordersv1.OrderStatus_ORDER_STATUS_PAYMENT_DECLINED {
+		return nil, declined(o)
+	}
+	return connect.NewResponse(&ordersv1.CreateOrderResponse{Order: o}), nil
+}
+
+// price validates a CreateOrder request and prices it from the catalog.
+func price(msg *ordersv1.CreateOrderRequest) ([]*ordersv1.OrderItem, *ordersv1.Money, error) {
+	var v rpc.Violations
+	switch n := len(msg.GetItems()); {
+	case n == 0:
+		v.Add("items", "must not be empty")
+	case n > maxItems:
+		v.Add("items", "must have at most %d lines", maxItems)
+	}
+	if msg.GetPaymentToken() == "" {
+		v.Add("payment_token", "is required")
+	}
+	if k := msg.GetIdempotencyKey(); k != "" && !rpc.ValidIdempotencyKey(k) {
+		v.Add("idempotency_key", rpc.IdempotencyKeyRule)
+	}
+	var (
+		items = make([]*ordersv1.OrderItem, 0, len(msg.GetItems()))
+		total int64
+		seen  = make(map[string]bool)
+	)
+	for i, it := range msg.GetItems() {
+		field := fmt.Sprintf("items[%d]", i)
+		p, ok := productsByID[it.GetProductId()]
+		switch {
+		case it.GetProductId() == "":
+			v.Add(field+".product_id", "is required")
+		case !ok:
+			v.Add(field+".product_id", "unknown product %q", it.GetProductId())
+		case seen[it.GetProductId()]:
+			v.Add(field+".product_id", "product %q is already in the order; raise its quantity instead", it.GetProductId())
+		}
+		seen[it.GetProductId()] = true
+		if q := it.GetQuantity(); q < 1 || q > maxQuantity {
+			v.Add(field+".quantity", "must be between 1 and %d", maxQuantity)
+		}
+		if !ok {
+			continue
+		}
+		line := p.GetPrice().GetMinorUnits() * int64(it.GetQuantity())
+		total += line
+		items = append(items, &ordersv1.OrderItem{
+			ProductId:   p.GetId(),
+			ProductName: p.GetName(),
+			Quantity:    it.GetQuantity(),
+			UnitPrice:   usd(p.GetPrice().GetMinorUnits()),
+			LineTotal:   usd(line),
+		})
+	}
+	if err := v.Err(); err != nil {
+		return nil, nil, err
+	}
+	return items, usd(total), nil
+}
+
+// idempotencyKey returns the key of a CreateOrder: the request field, or the
+// Idempotency-Key header that REST clients send, or a random one if neither
+// is set (no retry safety was asked for: every call is new).
+func idempotencyKey(field, header string) (string, error) {
+	switch {
+	case field != "" && header != "" && field != header:
+		var v rpc.Violations
+		v.Add("idempotency_key", "differs from the %s header", IdempotencyKeyHeader)
+		return "", v.Err()
+	case field != "":
+		return field, nil
+	case header != "":
+		if !rpc.ValidIdempotencyKey(header) {
+			var v rpc.Violations
+			v.Add("idempotency_key", "%s header %s", IdempotencyKeyHeader, rpc.IdempotencyKeyRule)
+			return "", v.Err()
+		}
+		return header, nil
+	}
+	return "auto:" + rand.Text(), nil
+}
+
+// requestHash fingerprints what a request asks for, without its idempotency
+// key; see [rpc.Fingerprint].
+func requestHash(msg *ordersv1.CreateOrderRequest) []byte {
+	clone := proto.CloneOf(msg)
+	clone.IdempotencyKey = ""
+	return rpc.Fingerprint(clone)
+}
+
+// charge asks payments to charge a pending order and records the outcome. It
+// returns the settled order (PAID or PAYMENT_DECLINED) or an error for the
+// caller, in which case the order is still PENDING or, if payments found the
+// request invalid, gone.
+func (s *Service) charge(ctx context.Context, o *ordersv1.Order, token string) (*ordersv1.Order, error) {
+	callCtx, cancel := context.WithTimeout(ctx, s.paymentTimeout)
+	resp, err := s.payments.Charge(callCtx, connect.NewRequest(&paymentsv1.ChargeRequest{
+		IdempotencyKey: o.GetId(),
+		Amount:         &paymentsv1.Money{CurrencyCode: o.GetTotal().GetCurrencyCode(), MinorUnits: o.GetTotal().GetMinorUnits()},
+		PaymentToken:   token,
+		Reference:      o.GetId(),
+	}))
+	cancel()
+	var declined bool
+	switch {
+	case err == nil:
+	case rpc.Reason(err) == ReasonCardDeclined:
+		declined = true
+	case connect.CodeOf(err) == connect.CodeInvalidArgument:
+		// Payments rejected the token. Nothing was charged: remove the order
+		// so the request leaves nothing behind, and say which field was wrong.
+		if derr := s.store.DeletePending(context.WithoutCancel(ctx), o.GetId()); derr != nil {
+			s.logger.ErrorContext(ctx, "delete rejected order", "order_id", o.GetId(), "err", derr)
+		}
+		var v rpc.Violations
+		v.Add("payment_token", "was rejected by payments: %s", errorMessage(err))
+		return nil, v.Err()
+	default:
+		// The order stays PENDING until a retry or ResumePending settles it;
+		// watchers see it waiting. (A pending order that is being charged
+		// right now is not published: it may still vanish as invalid.)
+		s.hub.publish(o)
+		return nil, s.paymentsFailed(ctx, "charge", o.GetId(), err)
+	}
+	hops := s.hops(ctx, paymentHeader(resp, err))
+	return s.transition(ctx, o.GetId(), ordersv1.OrderStatus_ORDER_STATUS_PENDING, hops, func(o *ordersv1.Order) {
+		if declined {
+			o.Status = ordersv1.OrderStatus_ORDER_STATUS_PAYMENT_DECLINED
+			return
+		}
+		o.Status = ordersv1.OrderStatus_ORDER_STATUS_PAID
+		o.PaymentId = resp.Msg.GetPayment().GetId()
+		o.PaymentReplica = resp.Msg.GetPayment().GetReplica()
+	})
+}
+
+// transition moves order id from status from to what apply sets, appending
+// hops, unless a concurrent call moved it first, and tells watchers. It returns
+// the order as stored. It runs even if the client has gone, since the payment
+// it records has happened.
+func (s *Service) transition(ctx context.Context, id string, from ordersv1.OrderStatus, hops []*ordersv1.Hop, apply func(*ordersv1.Order)) (*ordersv1.Order, error) {
+	updateCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.paymentTimeout)
+	defer cancel()
+	o, changed, err := s.store.Update(updateCtx, id, func(o *ordersv1.Order) (bool, error) {
+		if o.GetStatus() != from {
+			return false, nil
+		}
+		apply(o)
+		o.Hops = append(o.Hops, hops...)
+		o.UpdatedAt = timestamppb.Now()
+		return true, nil
+	})
+	if err != nil {
+		return nil, s.toConnect(ctx, err)
+	}
+	if changed {
+		s.hub.publish(o)
+	}
+	return o, nil
+}
+
+// declined is the error for an order whose card was declined.
+func declined(o *ordersv1.Order) error {
+	return rpc.NewErrorWithReason(connect.CodeFailedPrecondition, ReasonCardDeclined,
+		"card declined; the order was not charged", map[string]string{"order_id": o.GetId()})
+}
+
+// paymentsFailed turns a failed call to payments into the caller's error: the
+// caller's own cancellation or deadline passes through; anything else means
+// payments could not do it now, and the same call may be retried.
+func (s *Service) paymentsFailed(ctx context.Context, what, orderID string, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	s.logger.WarnContext(ctx, "payments call failed", "call", what, "order_id", orderID,
+		"code", connect.CodeOf(err).String(), "err", err)
+	return rpc.NewErrorWithReason(connect.CodeUnavailable, ReasonPaymentsUnavailable,
+		"payments is unavailable; retry (with the same idempotency key)", map[string]string{"order_id": orderID})
+}
+
+// paymentHeader returns the response or error metadata of a payments call.
+func paymentHeader[T any](resp *connect.Response[T], err error) http.Header {
+	if err != nil {
+		var cerr *connect.Error
+		if errors.As(err, &cerr) {
+			return cerr.Meta()
+		}
+		return nil
+	}
+	return resp.Header()
+}
+
+// hops returns the hops of the current call: client to orders, as orders sees
+// it now, and orders to payments, as the payments replica reported it in
+// header. It counts the answer in the replica stats.
+func (s *Service) hops(ctx context.Context, header http.Header) []*ordersv1.Hop {
+	var hops []*ordersv1.Hop
+	if h, ok := rpc.HopFromContext(ctx, ServerName); ok {
+		hops = append(hops, hopProto(h))
+	}
+	if h, ok := rpc.ParseHop(header); ok {
+		s.stats.record(h.Server)
+		hops = append(hops, hopProto(h))
+	}
+	return hops
+}
+
+func hopProto(h rpc.Hop) *ordersv1.Hop {
+	return &ordersv1.Hop{
+		Procedure:   h.Procedure,
+		Server:      h.Server,
+		Protocol:    h.Protocol,
+		Codec:       h.Codec,
+		HttpVersion: h.HTTPVersion,
+		Duration:    durationpb.New(h.Duration),
+	}
+}
