@@ -61,7 +61,10 @@ func NewPaymentsClient(httpClient connect.HTTPClient, baseURL string) paymentsv1
 		// order id and the payment id), so a call that a dead or restarting
 		// replica could not answer is sent again, to whichever replica the
 		// balancer picks next.
-		connect.WithInterceptors(rpc.RetryInterceptor(4, 2*time.Second, 50*time.Millisecond)),
+		// Six attempts back off for up to ~1.5 s in all, time enough for the
+		// balancer to eject a replica that just died, well inside the 5 s
+		// deadline of the call.
+		connect.WithInterceptors(rpc.RetryInterceptor(6, 2*time.Second, 50*time.Millisecond)),
 	)
 }
 

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -127,7 +128,9 @@ type Orders struct {
 // StartOrders starts orders on a free loopback port, with its data in dir,
 // calling payments at target through a [balance.Client] made with opts.
 func StartOrders(ctx context.Context, dir, target string, opts ...balance.Option) (*Orders, error) {
-	logger := slog.New(slog.DiscardHandler)
+	// Warnings only (a payments call that failed, with its code): go test shows
+	// them for a failing package, and they are what explains a failure.
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	opts = append([]balance.Option{balance.WithHealthCheck(paymentsv1connect.PaymentServiceName, time.Second)}, opts...)
 	lb, err := balance.NewClient(target, opts...)
 	if err != nil {
