@@ -123,16 +123,6 @@ func (s *Store) Payment(ctx context.Context, id string) (*paymentsv1.Payment, er
 	return p, nil
 }
 
-// CountByReference returns how many payments were captured or refunded (that
-// is, charged at some point) for reference. Tests use it to prove that no
-// order was charged twice.
-func (s *Store) CountByReference(ctx context.Context, reference string) (int, error) {
-	var n int
-	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM payments WHERE reference = ? AND status IN (?, ?)`,
-		reference, int64(paymentsv1.PaymentStatus_PAYMENT_STATUS_CAPTURED), int64(paymentsv1.PaymentStatus_PAYMENT_STATUS_REFUNDED)).Scan(&n)
-	return n, err
-}
-
 const paymentColumns = `id, status, currency_code, minor_units, reference, replica, created_at, refunded_at`
 
 func scanPayment(row *sql.Row) (*paymentsv1.Payment, []byte, error) {
