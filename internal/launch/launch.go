@@ -43,9 +43,11 @@ func Payments(ctx context.Context, logger *slog.Logger, lis net.Listener, name, 
 // SQLite file dbPath, until ctx is done. paymentsTarget names the payments
 // replicas: "http://host:port,..." or "dns:///name:port" (see
 // [balance.NewClient]); orders spreads its calls over them per request.
-func Orders(ctx context.Context, logger *slog.Logger, lis net.Listener, dbPath, paymentsTarget string, page http.Handler, allowedOrigins []string) error {
+// balanceOpts, if any, apply after the defaults.
+func Orders(ctx context.Context, logger *slog.Logger, lis net.Listener, dbPath, paymentsTarget string, page http.Handler, allowedOrigins []string, balanceOpts ...balance.Option) error {
 	defer lis.Close() // in case setup fails before Serve owns it
-	lb, err := balance.NewClient(paymentsTarget, balance.WithHealthCheck(paymentsv1connect.PaymentServiceName, balance.DefaultHealthInterval))
+	balanceOpts = append([]balance.Option{balance.WithHealthCheck(paymentsv1connect.PaymentServiceName, balance.DefaultHealthInterval)}, balanceOpts...)
+	lb, err := balance.NewClient(paymentsTarget, balanceOpts...)
 	if err != nil {
 		return fmt.Errorf("-payments: %w", err)
 	}
@@ -87,6 +89,7 @@ func Shop(ctx context.Context, logger *slog.Logger, ordersLis net.Listener, paym
 	go func() {
 		errc <- Orders(ctx, logger.With("service", "orders"), ordersLis, filepath.Join(dataDir, "orders.db"), strings.Join(targets, ","), page, allowedOrigins)
 	}()
+	logger.Info("shop is open", "page", "http://"+ordersLis.Addr().String(), "payments", targets)
 	var errs []error
 	for range len(paymentLis) + 1 {
 		if err := <-errc; err != nil {

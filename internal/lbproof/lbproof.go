@@ -7,6 +7,7 @@ package lbproof
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -20,8 +21,8 @@ import (
 	"github.com/connectshop/connectshop/gen/orders/v1/ordersv1connect"
 	"github.com/connectshop/connectshop/gen/payments/v1/paymentsv1connect"
 	"github.com/connectshop/connectshop/internal/balance"
+	"github.com/connectshop/connectshop/internal/launch"
 	"github.com/connectshop/connectshop/internal/rpc"
-	"github.com/connectshop/connectshop/orders"
 	"github.com/connectshop/connectshop/payments"
 	"github.com/connectshop/connectshop/web"
 )
@@ -121,41 +122,44 @@ func (rs *Replicas) Close() {
 // Orders is one running orders instance.
 type Orders struct {
 	URL  string
-	srv  *http.Server
 	stop func()
 }
 
-// StartOrders starts orders on a free loopback port, with its data in dir,
-// calling payments at target through a [balance.Client] made with opts.
+// StartOrders starts orders, wired as cmd/orders wires it, on a free
+// loopback port with its data in dir, calling payments at target; opts
+// change its balancer (health checks here run every second). It returns once
+// orders answers.
 func StartOrders(ctx context.Context, dir, target string, opts ...balance.Option) (*Orders, error) {
 	// Warnings only (a payments call that failed, with its code): go test shows
 	// them for a failing package, and they are what explains a failure.
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	opts = append([]balance.Option{balance.WithHealthCheck(paymentsv1connect.PaymentServiceName, time.Second)}, opts...)
-	lb, err := balance.NewClient(target, opts...)
-	if err != nil {
-		return nil, err
-	}
-	store, err := orders.OpenStore(ctx, filepath.Join(dir, "orders.db"))
-	if err != nil {
-		lb.Close()
-		return nil, err
-	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		lb.Close()
-		store.Close()
 		return nil, err
 	}
-	svc := orders.NewService(logger, store, orders.NewPaymentsClient(lb.Client.Client, lb.BaseURL()))
-	srv := rpc.NewHTTPServer(orders.NewServer(logger, svc, web.Handler(), nil), logger)
-	srv.RegisterOnShutdown(svc.Close)
-	go srv.Serve(lis)
-	return &Orders{URL: "http://" + lis.Addr().String(), srv: srv, stop: func() {
-		srv.Close()
-		lb.Close()
-		store.Close()
-	}}, nil
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- launch.Orders(ctx, logger, lis, filepath.Join(dir, "orders.db"), target, web.Handler(), nil, opts...)
+	}()
+	o := &Orders{URL: "http://" + lis.Addr().String(), stop: func() { cancel(); <-done }}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		select {
+		case err := <-done:
+			cancel()
+			return nil, fmt.Errorf("start orders: %w", err)
+		default:
+		}
+		if resp, err := http.Get(o.URL + "/"); err == nil {
+			resp.Body.Close()
+			return o, nil
+		}
+		if time.Now().After(deadline) {
+			o.Close()
+			return nil, errors.New("start orders: no answer within 5s")
+		}
+	}
 }
 
 // Close stops orders.
