@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,31 +16,9 @@ import (
 	"github.com/chromedp/chromedp"
 	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
 	"github.com/connectshop/connectshop/gen/orders/v1/ordersv1connect"
-	"github.com/connectshop/connectshop/internal/launch"
+	"github.com/connectshop/connectshop/internal/launch/launchtest"
 	"github.com/connectshop/connectshop/internal/rpc"
-	"github.com/connectshop/connectshop/payments"
-	"github.com/connectshop/connectshop/web"
 )
-
-// startShop runs the shop as cmd/shop does, on loopback ports chosen by the
-// system, and returns the page's URL.
-func startShop(t *testing.T) string {
-	t.Helper()
-	lis := make([]net.Listener, 4)
-	for i := range lis {
-		var err error
-		if lis[i], err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- launch.Shop(ctx, slog.New(slog.DiscardHandler), lis[0], lis[1:], t.TempDir(), web.Handler(), payments.Faults{}, nil)
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	return "http://" + lis[0].Addr().String()
-}
 
 // newBrowser starts headless Chromium, collecting console errors, uncaught
 // exceptions and failed loads into the returned function's result.
@@ -123,7 +100,7 @@ func addAndPay(token string, products ...string) chromedp.Action[chromedp.Void] 
 func TestPageInABrowser(t *testing.T) {
 	t.Parallel()
 	ctx, problems := newBrowser(t)
-	pageURL := startShop(t)
+	pageURL := launchtest.Shop(t, slog.New(slog.DiscardHandler))
 
 	// Two products, an approved card: paid, with its hops and replica.
 	err := chromedp.Do(ctx,

@@ -68,10 +68,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	var (
-		paymentLis []net.Listener
-		targets    []string // for the log line
-	)
+	var paymentLis []net.Listener
 	for i := range *replicas {
 		replicaPort := 0 // port 0 (tests): let the system choose every port
 		if port != 0 {
@@ -82,9 +79,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			return err
 		}
 		paymentLis = append(paymentLis, lis)
-		targets = append(targets, "http://"+lis.Addr().String())
 	}
-
-	logger.Info("shop is open", "page", "http://"+ordersLis.Addr().String(), "payments", targets)
 	return launch.Shop(ctx, logger, ordersLis, paymentLis, *data, web.Handler(), faults, allowed)
 }
