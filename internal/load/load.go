@@ -44,8 +44,9 @@ func (r *Result) Percentile(p float64) time.Duration {
 	return r.Latencies[i]
 }
 
-// Load describes a run: Orders orders (or, if Duration is set, as many
-// as fit in it) from Concurrency clients in parallel.
+// Load describes a run from Concurrency clients in parallel that stops after
+// Orders orders or after Duration, whichever comes first. A zero bound is no
+// bound; with neither set, nothing runs.
 type Load struct {
 	Orders      int
 	Duration    time.Duration
@@ -66,7 +67,8 @@ func (l Load) Run(ctx context.Context, c ordersv1connect.OrderServiceClient) *Re
 	more := func() (int, bool) {
 		mu.Lock()
 		defer mu.Unlock()
-		if ctx.Err() != nil || (l.Duration > 0 && time.Since(start) >= l.Duration) || (l.Duration == 0 && next >= l.Orders) {
+		unbounded := l.Orders <= 0 && l.Duration <= 0
+		if unbounded || ctx.Err() != nil || (l.Orders > 0 && next >= l.Orders) || (l.Duration > 0 && time.Since(start) >= l.Duration) {
 			return 0, false
 		}
 		next++
