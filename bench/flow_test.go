@@ -11,15 +11,15 @@ import (
 	"connectrpc.com/connect"
 	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
 	"github.com/connectshop/connectshop/gen/orders/v1/ordersv1connect"
-	"github.com/connectshop/connectshop/internal/launch/launchtest"
 	"github.com/connectshop/connectshop/internal/rpc"
+	"github.com/connectshop/connectshop/internal/shop/shoptest"
 )
 
 // BenchmarkCreateOrder is the whole flow per op: client → orders (gRPC) →
 // payments (gRPC) with every SQLite write committed durably
 // (synchronous=FULL), 32 orders in flight.
 func BenchmarkCreateOrder(b *testing.B) {
-	c := ordersv1connect.NewOrderServiceClient(rpc.NewH2CClient(), launchtest.Shop(b, slog.New(slog.NewTextHandler(io.Discard, nil))), connect.WithGRPC())
+	c := ordersv1connect.NewOrderServiceClient(rpc.NewH2CClient(), shoptest.Start(b, slog.New(slog.NewTextHandler(io.Discard, nil))), connect.WithGRPC())
 	var n atomic.Int64
 	order := func(ctx context.Context) error {
 		_, err := c.CreateOrder(ctx, connect.NewRequest(&ordersv1.CreateOrderRequest{

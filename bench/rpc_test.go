@@ -14,6 +14,7 @@ import (
 	paymentsv1 "github.com/connectshop/connectshop/gen/payments/v1"
 	"github.com/connectshop/connectshop/gen/payments/v1/paymentsv1connect"
 	"github.com/connectshop/connectshop/internal/rpc"
+	"github.com/connectshop/connectshop/payments"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
@@ -74,19 +75,36 @@ func listen(b *testing.B) net.Listener {
 	return lis
 }
 
-// serveConnect serves the connect handler on loopback. shop=true uses the
-// shop's own setup (rpc.NewHTTPServer, rpc.HandlerOptions with its
-// interceptors and a text logger, rpc.Middleware); false is connect-go with
-// its defaults on a plain h2c server.
+// keepNothing is a payments store that stores nothing: it answers every
+// charge with the payment it was given, so that a benchmark of the payments
+// replica measures the protocol stack and the service, not a database.
+type keepNothing struct{ payments.Store }
+
+func (keepNothing) Charge(_ context.Context, _ string, _ []byte, p *paymentsv1.Payment) (*paymentsv1.Payment, error) {
+	return p, nil
+}
+
+func (keepNothing) Close() error { return nil }
+
+// serveConnect serves the Charge RPC on loopback. shop=true is the payments
+// replica as production assembles it (payments.New: its HTTP server,
+// interceptors, a text logger, validation and request fingerprints) over a
+// store that keeps nothing; false is the pure charge handler on connect-go
+// with its defaults on a plain h2c server.
 func serveConnect(b *testing.B, shop bool) string {
 	b.Helper()
 	lis := listen(b)
 	var srv *http.Server
 	if shop {
-		logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-		mux := rpc.NewServeMux(paymentsv1connect.PaymentServiceName)
-		mux.Handle(paymentsv1connect.NewPaymentServiceHandler(connectPayments{}, rpc.HandlerOptions(logger, "payments-1")))
-		srv = rpc.NewHTTPServer(rpc.Middleware(mux, nil), logger)
+		replica, err := payments.New(payments.Config{
+			Name:   "payments-1",
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Store:  keepNothing{},
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		srv = replica.HTTPServer()
 	} else {
 		mux := http.NewServeMux()
 		mux.Handle(paymentsv1connect.NewPaymentServiceHandler(connectPayments{}))

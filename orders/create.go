@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"connectrpc.com/connect"
 	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
@@ -20,15 +21,15 @@ import (
 //
 // The order is stored as PENDING before payments is called, under the
 // client's idempotency key, and the charge carries the order id as its own
-// idempotency key. A retry, a concurrent duplicate, or [Service.ResumePending]
+// idempotency key. A retry, a concurrent duplicate, or the recovery loop
 // after a crash between the charge and the order update therefore finds the
 // same order and charges it at most once.
 func (s *Service) CreateOrder(ctx context.Context, req *connect.Request[ordersv1.CreateOrderRequest]) (*connect.Response[ordersv1.CreateOrderResponse], error) {
 	msg := req.Msg
-	items, total, err := price(msg)
-	if err != nil {
+	if err := validateCreate(msg); err != nil {
 		return nil, err
 	}
+	items, total := price(msg.GetItems())
 	key, err := idempotencyKey(msg.GetIdempotencyKey(), req.Header().Get(IdempotencyKeyHeader))
 	if err != nil {
 		return nil, err
@@ -56,8 +57,9 @@ func (s *Service) CreateOrder(ctx context.Context, req *connect.Request[ordersv1
 	return connect.NewResponse(&ordersv1.CreateOrderResponse{Order: o}), nil
 }
 
-// price validates a CreateOrder request and prices it from the catalog.
-func price(msg *ordersv1.CreateOrderRequest) ([]*ordersv1.OrderItem, *ordersv1.Money, error) {
+// validateCreate reports everything wrong with a CreateOrder request that
+// orders can tell alone (payments judges the token).
+func validateCreate(msg *ordersv1.CreateOrderRequest) error {
 	var v rpc.Violations
 	switch n := len(msg.GetItems()); {
 	case n == 0:
@@ -71,18 +73,14 @@ func price(msg *ordersv1.CreateOrderRequest) ([]*ordersv1.OrderItem, *ordersv1.M
 	if k := msg.GetIdempotencyKey(); k != "" && !rpc.ValidIdempotencyKey(k) {
 		v.Add("idempotency_key", rpc.IdempotencyKeyRule)
 	}
-	var (
-		items = make([]*ordersv1.OrderItem, 0, len(msg.GetItems()))
-		total int64
-		seen  = make(map[string]bool)
-	)
+	seen := make(map[string]bool)
 	for i, it := range msg.GetItems() {
 		field := fmt.Sprintf("items[%d]", i)
-		p, ok := productsByID[it.GetProductId()]
+		_, known := productsByID[it.GetProductId()]
 		switch {
 		case it.GetProductId() == "":
 			v.Add(field+".product_id", "is required")
-		case !ok:
+		case !known:
 			v.Add(field+".product_id", "unknown product %q", it.GetProductId())
 		case seen[it.GetProductId()]:
 			v.Add(field+".product_id", "product %q is already in the order; raise its quantity instead", it.GetProductId())
@@ -91,9 +89,17 @@ func price(msg *ordersv1.CreateOrderRequest) ([]*ordersv1.OrderItem, *ordersv1.M
 		if q := it.GetQuantity(); q < 1 || q > maxQuantity {
 			v.Add(field+".quantity", "must be between 1 and %d", maxQuantity)
 		}
-		if !ok {
-			continue
-		}
+	}
+	return v.Err()
+}
+
+// price prices valid cart items from the catalog: the lines of the order and
+// its total.
+func price(cart []*ordersv1.CartItem) ([]*ordersv1.OrderItem, *ordersv1.Money) {
+	items := make([]*ordersv1.OrderItem, 0, len(cart))
+	var total int64
+	for _, it := range cart {
+		p := productsByID[it.GetProductId()]
 		line := p.GetPrice().GetMinorUnits() * int64(it.GetQuantity())
 		total += line
 		items = append(items, &ordersv1.OrderItem{
@@ -104,10 +110,7 @@ func price(msg *ordersv1.CreateOrderRequest) ([]*ordersv1.OrderItem, *ordersv1.M
 			LineTotal:   usd(line),
 		})
 	}
-	if err := v.Err(); err != nil {
-		return nil, nil, err
-	}
-	return items, usd(total), nil
+	return items, usd(total)
 }
 
 // idempotencyKey returns the key of a CreateOrder: the request field, or the
@@ -145,18 +148,16 @@ func requestHash(msg *ordersv1.CreateOrderRequest) []byte {
 // caller, in which case the order is still PENDING or, if payments found the
 // request invalid, gone.
 func (s *Service) charge(ctx context.Context, o *ordersv1.Order, token string) (*ordersv1.Order, error) {
-	callCtx, cancel := context.WithTimeout(ctx, s.paymentTimeout)
-	resp, err := s.payments.Charge(callCtx, connect.NewRequest(&paymentsv1.ChargeRequest{
+	resp, err := s.payments.Charge(ctx, connect.NewRequest(&paymentsv1.ChargeRequest{
 		IdempotencyKey: o.GetId(),
 		Amount:         &paymentsv1.Money{CurrencyCode: o.GetTotal().GetCurrencyCode(), MinorUnits: o.GetTotal().GetMinorUnits()},
 		PaymentToken:   token,
 		Reference:      o.GetId(),
 	}))
-	cancel()
 	var declined bool
 	switch {
 	case err == nil:
-	case rpc.Reason(err) == ReasonCardDeclined:
+	case rpc.Reason(err) == paymentsv1.ErrorReason_CARD_DECLINED.String():
 		declined = true
 	case connect.CodeOf(err) == connect.CodeInvalidArgument:
 		// Payments rejected the token. Nothing was charged: remove the order
@@ -168,14 +169,15 @@ func (s *Service) charge(ctx context.Context, o *ordersv1.Order, token string) (
 		v.Add("payment_token", "was rejected by payments: %s", errorMessage(err))
 		return nil, v.Err()
 	default:
-		// The order stays PENDING until a retry or ResumePending settles it;
+		// The order stays PENDING until a retry or the recovery loop settles it;
 		// watchers see it waiting. (A pending order that is being charged
 		// right now is not published: it may still vanish as invalid.)
 		s.hub.publish(o)
 		return nil, s.paymentsFailed(ctx, "charge", o.GetId(), err)
 	}
-	hops := s.hops(ctx, paymentHeader(resp, err))
-	return s.transition(ctx, o.GetId(), ordersv1.OrderStatus_ORDER_STATUS_PENDING, hops, func(o *ordersv1.Order) {
+	header := paymentHeader(resp, err)
+	s.stats.record(header)
+	return s.transition(ctx, o.GetId(), ordersv1.OrderStatus_ORDER_STATUS_PENDING, hops(ctx, header), func(o *ordersv1.Order) {
 		if declined {
 			o.Status = ordersv1.OrderStatus_ORDER_STATUS_PAYMENT_DECLINED
 			return
@@ -186,12 +188,15 @@ func (s *Service) charge(ctx context.Context, o *ordersv1.Order, token string) (
 	})
 }
 
+// storeTimeout bounds a write that must happen even if the client has gone.
+const storeTimeout = 5 * time.Second
+
 // transition moves order id from status from to what apply sets, appending
 // hops, unless a concurrent call moved it first, and tells watchers. It returns
 // the order as stored. It runs even if the client has gone, since the payment
 // it records has happened.
 func (s *Service) transition(ctx context.Context, id string, from ordersv1.OrderStatus, hops []*ordersv1.Hop, apply func(*ordersv1.Order)) (*ordersv1.Order, error) {
-	updateCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.paymentTimeout)
+	updateCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
 	o, changed, err := s.store.Update(updateCtx, id, func(o *ordersv1.Order) (bool, error) {
 		if o.GetStatus() != from {
@@ -213,7 +218,7 @@ func (s *Service) transition(ctx context.Context, id string, from ordersv1.Order
 
 // declined is the error for an order whose card was declined.
 func declined(o *ordersv1.Order) error {
-	return rpc.NewErrorWithReason(connect.CodeFailedPrecondition, ReasonCardDeclined,
+	return rpc.NewErrorWithReason(connect.CodeFailedPrecondition, ordersv1.ErrorReason_CARD_DECLINED.String(),
 		"card declined; the order was not charged", map[string]string{"order_id": o.GetId()})
 }
 
@@ -226,7 +231,7 @@ func (s *Service) paymentsFailed(ctx context.Context, what, orderID string, err 
 	}
 	s.logger.WarnContext(ctx, "payments call failed", "call", what, "order_id", orderID,
 		"code", connect.CodeOf(err).String(), "err", err)
-	return rpc.NewErrorWithReason(connect.CodeUnavailable, ReasonPaymentsUnavailable,
+	return rpc.NewErrorWithReason(connect.CodeUnavailable, ordersv1.ErrorReason_PAYMENTS_UNAVAILABLE.String(),
 		"payments is unavailable; retry (with the same idempotency key)", map[string]string{"order_id": orderID})
 }
 
@@ -242,16 +247,14 @@ func paymentHeader[T any](resp *connect.Response[T], err error) http.Header {
 	return resp.Header()
 }
 
-// hops returns the hops of the current call: client to orders, as orders sees
-// it now, and orders to payments, as the payments replica reported it in
-// header. It counts the answer in the replica stats.
-func (s *Service) hops(ctx context.Context, header http.Header) []*ordersv1.Hop {
+// hops returns the hops of the current call: client to orders, as orders
+// sees it now, and orders to payments, as the replica reported it in header.
+func hops(ctx context.Context, header http.Header) []*ordersv1.Hop {
 	var hops []*ordersv1.Hop
-	if h, ok := rpc.HopFromContext(ctx, ServerName); ok {
+	if h, ok := rpc.HopFromContext(ctx, serverName); ok {
 		hops = append(hops, hopProto(h))
 	}
 	if h, ok := rpc.ParseHop(header); ok {
-		s.stats.record(h.Server)
 		hops = append(hops, hopProto(h))
 	}
 	return hops

@@ -3,15 +3,14 @@ package orders_test
 import (
 	"context"
 	"errors"
-	"net/http"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
 	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
 	paymentsv1 "github.com/connectshop/connectshop/gen/payments/v1"
-	"github.com/connectshop/connectshop/internal/memhttp/memhttptest"
 	"github.com/connectshop/connectshop/orders"
+	"github.com/connectshop/connectshop/payments"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/testing/protocmp"
 )
@@ -25,7 +24,7 @@ func TestPaymentsDownIsUnavailable(t *testing.T) {
 	c := s.client(connect.WithProtoJSON())
 	start := time.Now()
 	_, err := c.CreateOrder(ctxWithTimeout(t, 10*time.Second), connect.NewRequest(visaOrder("down-1")))
-	info := assertError(t, err, connect.CodeUnavailable, orders.ReasonPaymentsUnavailable)
+	info := assertError(t, err, connect.CodeUnavailable, ordersv1.ErrorReason_PAYMENTS_UNAVAILABLE.String())
 	if d := time.Since(start); d > 4*time.Second { // retries back off for up to ~1.5 s
 		t.Errorf("took %v to report payments down, want fast failure", d)
 	}
@@ -39,23 +38,16 @@ func TestPaymentsDownIsUnavailable(t *testing.T) {
 	}
 }
 
-// A payments replica that accepts the call and never answers must not hang
-// orders: the call's deadline turns it into UNAVAILABLE.
+// A payments replica that accepts the call and never answers (while its
+// health checks pass) must not hang orders: the call's deadline turns it into
+// UNAVAILABLE.
 func TestPaymentsHangIsUnavailableWithinDeadline(t *testing.T) {
 	t.Parallel()
-	hang := memhttptest.NewServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		<-r.Context().Done()
-	}))
 	const timeout = 300 * time.Millisecond
-	s := newShop(t, shopConfig{
-		opts: []orders.Option{orders.WithPaymentTimeout(timeout)},
-		wrapPayment: func(orders.Payments) orders.Payments {
-			return orders.NewPaymentsClient(hang.Client(), hang.URL())
-		},
-	})
+	s := newShop(t, shopConfig{paymentTimeout: timeout, paymentsFaults: payments.Faults{Latency: time.Hour}})
 	start := time.Now()
 	_, err := s.client(connect.WithGRPC()).CreateOrder(ctxWithTimeout(t, 10*time.Second), connect.NewRequest(visaOrder("hang-1")))
-	assertError(t, err, connect.CodeUnavailable, orders.ReasonPaymentsUnavailable)
+	assertError(t, err, connect.CodeUnavailable, ordersv1.ErrorReason_PAYMENTS_UNAVAILABLE.String())
 	if d := time.Since(start); d < timeout || d > timeout+time.Second {
 		t.Errorf("failed after %v, want just after the %v payment timeout", d, timeout)
 	}
@@ -81,13 +73,13 @@ func (l *lostResponse) Charge(ctx context.Context, req *connect.Request[payments
 // key, or the recovery loop, settles the order without charging again.
 func TestChargeWithLostAnswerIsSettledOnce(t *testing.T) {
 	t.Parallel()
-	s := newShop(t, shopConfig{wrapPayment: func(p orders.Payments) orders.Payments {
+	s := newShop(t, shopConfig{wrapPayments: func(p orders.Payments) orders.Payments {
 		return &lostResponse{Payments: p, lost: map[string]bool{}}
 	}})
 	c := s.client()
 
 	_, err := c.CreateOrder(context.Background(), connect.NewRequest(visaOrder("lost-1")))
-	info := assertError(t, err, connect.CodeUnavailable, orders.ReasonPaymentsUnavailable)
+	info := assertError(t, err, connect.CodeUnavailable, ordersv1.ErrorReason_PAYMENTS_UNAVAILABLE.String())
 	retried := createOrder(t, c, visaOrder("lost-1"))
 	if retried.GetId() != info.GetMetadata()["order_id"] || retried.GetStatus() != ordersv1.OrderStatus_ORDER_STATUS_PAID {
 		t.Errorf("retry: got %s %v, want %s PAID", retried.GetId(), retried.GetStatus(), info.GetMetadata()["order_id"])
@@ -98,8 +90,8 @@ func TestChargeWithLostAnswerIsSettledOnce(t *testing.T) {
 
 	// No retry this time: the recovery loop settles it.
 	_, err = c.CreateOrder(context.Background(), connect.NewRequest(visaOrder("lost-2")))
-	info = assertError(t, err, connect.CodeUnavailable, orders.ReasonPaymentsUnavailable)
-	if err := s.ordersSvc.ResumePending(context.Background(), 0); err != nil {
+	info = assertError(t, err, connect.CodeUnavailable, ordersv1.ErrorReason_PAYMENTS_UNAVAILABLE.String())
+	if err := orders.ResumePending(context.Background(), s.ordersServer); err != nil {
 		t.Fatal(err)
 	}
 	got, err := c.GetOrder(context.Background(), connect.NewRequest(&ordersv1.GetOrderRequest{Id: info.GetMetadata()["order_id"]}))
@@ -121,7 +113,7 @@ func TestDataSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	before := newShop(t, shopConfig{dir: dir})
 	o := createOrder(t, before.client(), visaOrder("restart-1"))
-	for _, srv := range []interface{ Close() error }{before.orders, before.payments, before.ordersStore, before.paymentsStore} {
+	for _, srv := range []interface{ Close() error }{before.orders, before.ordersServer, before.payments, before.paymentsServer, before.paymentsStore} {
 		if err := srv.Close(); err != nil {
 			t.Fatal(err)
 		}

@@ -12,7 +12,6 @@ import (
 	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
 	"github.com/connectshop/connectshop/gen/orders/v1/ordersv1connect"
 	"github.com/connectshop/connectshop/internal/rpc"
-	"github.com/connectshop/connectshop/orders"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -194,8 +193,8 @@ func TestRESTErrors(t *testing.T) {
 
 	status, _, body = restCall(t, s, "POST", "/v1/orders", `{"items":[{"productId":"h2c-hoodie","quantity":1}],"paymentToken":"tok_declined"}`, nil)
 	e = assertRESTError(t, status, body, http.StatusBadRequest, connect.CodeFailedPrecondition, "google.rpc.ErrorInfo")
-	if e.Details[0].Reason != orders.ReasonCardDeclined {
-		t.Errorf("got reason %q, want %s", e.Details[0].Reason, orders.ReasonCardDeclined)
+	if want := ordersv1.ErrorReason_CARD_DECLINED.String(); e.Details[0].Reason != want {
+		t.Errorf("got reason %q, want %s", e.Details[0].Reason, want)
 	}
 
 	order := `{"items":[{"productId":"h2c-hoodie","quantity":1}],"paymentToken":"tok_visa"}`

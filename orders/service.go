@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"strconv"
 	"time"
 
@@ -17,113 +16,42 @@ import (
 	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
 	"github.com/connectshop/connectshop/gen/orders/v1/ordersv1connect"
 	paymentsv1 "github.com/connectshop/connectshop/gen/payments/v1"
-	"github.com/connectshop/connectshop/gen/payments/v1/paymentsv1connect"
 	"github.com/connectshop/connectshop/internal/rpc"
 )
 
-// ServerName is how orders names itself in hops.
-const ServerName = "orders"
+// serverName is how orders names itself in hops.
+const serverName = "orders"
 
-// Reasons in the ErrorInfo of CreateOrder errors. CARD_DECLINED and
-// IDEMPOTENCY_KEY_REUSED are the same as payments uses.
+// Limits of one order and of a page of orders.
 const (
-	ReasonCardDeclined        = "CARD_DECLINED"
-	ReasonKeyReused           = "IDEMPOTENCY_KEY_REUSED"
-	ReasonPaymentsUnavailable = "PAYMENTS_UNAVAILABLE"
+	maxItems    = 20
+	maxQuantity = 100
+	defaultPage = 20
+	maxPage     = 100
 )
-
-// Limits of one order.
-const (
-	maxItems       = 20
-	maxQuantity    = 100
-	defaultPage    = 20
-	maxPage        = 100
-	defaultTimeout = 5 * time.Second
-)
-
-// Payments is what orders needs of the payments service. The generated
-// [paymentsv1connect.PaymentServiceClient] implements it; see
-// [NewPaymentsClient].
-type Payments interface {
-	Charge(context.Context, *connect.Request[paymentsv1.ChargeRequest]) (*connect.Response[paymentsv1.ChargeResponse], error)
-	Refund(context.Context, *connect.Request[paymentsv1.RefundRequest]) (*connect.Response[paymentsv1.RefundResponse], error)
-}
-
-// NewPaymentsClient returns a payments client that speaks gRPC with the
-// binary codec over httpClient, which should speak HTTP/2 cleartext: the
-// client of internal/balance, which spreads calls over replicas, or
-// [rpc.NewH2CClient] for one. Calls that fail for want of a replica are retried.
-func NewPaymentsClient(httpClient connect.HTTPClient, baseURL string) paymentsv1connect.PaymentServiceClient {
-	return paymentsv1connect.NewPaymentServiceClient(httpClient, baseURL,
-		connect.WithGRPC(),
-		connect.WithReadMaxBytes(rpc.MaxMessageBytes), // a payment is tiny; refuse a runaway answer
-		// Charge and Refund are IDEMPOTENT in payments.proto (keyed by the
-		// order id and the payment id), so a call that a dead or restarting
-		// replica could not answer is sent again, to whichever replica the
-		// balancer picks next.
-		// Six attempts back off for up to ~1.5 s in all, time enough for the
-		// balancer to eject a replica that just died, well inside the 5 s
-		// deadline of the call.
-		connect.WithInterceptors(rpc.RetryInterceptor(6, 2*time.Second, 50*time.Millisecond)),
-	)
-}
 
 // Service implements [ordersv1connect.OrderServiceHandler].
 type Service struct {
 	logger         *slog.Logger
-	store          *Store
+	store          Store
 	payments       Payments
-	paymentTimeout time.Duration
+	paymentTimeout time.Duration // of one call to payments, retries included
 	hub            *hub
 	stats          *replicaStats
 }
 
 var _ ordersv1connect.OrderServiceHandler = (*Service)(nil)
 
-// Option configures a [Service].
-type Option interface{ apply(*Service) }
-
-type optionFunc func(*Service)
-
-func (f optionFunc) apply(s *Service) { f(s) }
-
-// WithPaymentTimeout bounds each call to payments; the default is 5 s. A call
-// that runs out fails the order's RPC with UNAVAILABLE, never a hang.
-func WithPaymentTimeout(d time.Duration) Option {
-	return optionFunc(func(s *Service) { s.paymentTimeout = d })
-}
-
-// NewService returns the orders service.
-func NewService(logger *slog.Logger, store *Store, payments Payments, opts ...Option) *Service {
-	s := &Service{
+func newService(logger *slog.Logger, store Store, payments Payments, paymentTimeout time.Duration) *Service {
+	return &Service{
 		logger:         logger,
 		store:          store,
 		payments:       payments,
-		paymentTimeout: defaultTimeout,
+		paymentTimeout: paymentTimeout,
 		hub:            newHub(),
 		stats:          newReplicaStats(),
 	}
-	for _, o := range opts {
-		o.apply(s)
-	}
-	return s
 }
-
-// NewServer returns the orders HTTP handler: the OrderService over Connect,
-// gRPC and gRPC-Web and as REST routes (/v1/orders...), health, reflection,
-// and page (the demo page) at "/".
-func NewServer(logger *slog.Logger, svc *Service, page http.Handler, allowedOrigins []string) http.Handler {
-	mux := rpc.NewServeMux(ordersv1connect.OrderServiceName)
-	path, handler := ordersv1connect.NewOrderServiceHandler(svc, rpc.HandlerOptions(logger, ServerName))
-	mux.Handle(path, handler)               // Connect, gRPC, gRPC-Web
-	mux.Handle("/v1/", rest(path, handler)) // REST, transcoded into calls of the same handler
-	mux.Handle("/", page)
-	return rpc.Middleware(mux, allowedOrigins)
-}
-
-// Close ends every WatchOrders stream so that a graceful shutdown does not
-// wait for them. Register it with [http.Server.RegisterOnShutdown].
-func (s *Service) Close() { s.hub.close() }
 
 // ListProducts implements [ordersv1connect.OrderServiceHandler].
 func (s *Service) ListProducts(context.Context, *connect.Request[ordersv1.ListProductsRequest]) (*connect.Response[ordersv1.ListProductsResponse], error) {
@@ -208,13 +136,12 @@ func (s *Service) CancelOrder(ctx context.Context, req *connect.Request[ordersv1
 	}
 	// Refund first: it is idempotent, so if the update below fails a retry
 	// refunds nothing twice.
-	callCtx, cancel := context.WithTimeout(ctx, s.paymentTimeout)
-	resp, err := s.payments.Refund(callCtx, connect.NewRequest(&paymentsv1.RefundRequest{PaymentId: o.GetPaymentId()}))
-	cancel()
+	resp, err := s.payments.Refund(ctx, connect.NewRequest(&paymentsv1.RefundRequest{PaymentId: o.GetPaymentId()}))
 	if err != nil {
 		return nil, s.paymentsFailed(ctx, "refund", o.GetId(), err)
 	}
-	o, err = s.transition(ctx, o.GetId(), ordersv1.OrderStatus_ORDER_STATUS_PAID, s.hops(ctx, resp.Header()), func(o *ordersv1.Order) {
+	s.stats.record(resp.Header())
+	o, err = s.transition(ctx, o.GetId(), ordersv1.OrderStatus_ORDER_STATUS_PAID, hops(ctx, resp.Header()), func(o *ordersv1.Order) {
 		o.Status = ordersv1.OrderStatus_ORDER_STATUS_CANCELLED
 	})
 	if err != nil {
@@ -258,7 +185,7 @@ func (s *Service) toConnect(ctx context.Context, err error) error {
 	case errors.Is(err, ErrNotFound):
 		return connect.NewError(connect.CodeNotFound, ErrNotFound)
 	case errors.Is(err, ErrKeyReused):
-		return rpc.NewErrorWithReason(connect.CodeAlreadyExists, ReasonKeyReused, ErrKeyReused.Error(), nil)
+		return rpc.NewErrorWithReason(connect.CodeAlreadyExists, ordersv1.ErrorReason_IDEMPOTENCY_KEY_REUSED.String(), ErrKeyReused.Error(), nil)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
 	}

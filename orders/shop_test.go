@@ -2,7 +2,6 @@ package orders_test
 
 import (
 	"context"
-	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
@@ -13,27 +12,30 @@ import (
 	"github.com/connectshop/connectshop/gen/payments/v1/paymentsv1connect"
 	"github.com/connectshop/connectshop/internal/memhttp"
 	"github.com/connectshop/connectshop/internal/memhttp/memhttptest"
-	"github.com/connectshop/connectshop/internal/rpc"
 	"github.com/connectshop/connectshop/orders"
+	orderssqlite "github.com/connectshop/connectshop/orders/sqlite"
 	"github.com/connectshop/connectshop/payments"
+	paymentssqlite "github.com/connectshop/connectshop/payments/sqlite"
 	"github.com/connectshop/connectshop/web"
 )
 
-// shop is orders and one payments replica, each on its own in-memory server
-// with the production HTTP server setup, talking over real HTTP/2.
+// shop is orders and one payments replica, each assembled as in production
+// and served in memory with the production HTTP server setup, talking over
+// real HTTP/2.
 type shop struct {
 	orders         *memhttp.Server
 	payments       *memhttp.Server
-	ordersSvc      *orders.Service
-	ordersStore    *orders.Store
-	paymentsStore  *payments.Store
+	ordersServer   *orders.Server
+	paymentsServer *payments.Server
+	paymentsStore  *paymentssqlite.Store                  // for checks, shared with the replica
 	paymentsClient paymentsv1connect.PaymentServiceClient // for checks, over gRPC
 }
 
 type shopConfig struct {
-	dir            string // data directory; a new temporary one if empty
-	opts           []orders.Option
-	wrapPayment    func(orders.Payments) orders.Payments // to inject failures
+	dir            string                                // data directory; a new temporary one if empty
+	paymentTimeout time.Duration                         // default: production's
+	paymentsFaults payments.Faults                       // of the replica
+	wrapPayments   func(orders.Payments) orders.Payments // to inject failures
 	allowedOrigins []string                              // CORS
 }
 
@@ -43,35 +45,47 @@ func newShop(t *testing.T, cfg shopConfig) *shop {
 	if cfg.dir == "" {
 		cfg.dir = t.TempDir()
 	}
-	logger := slog.New(slog.DiscardHandler)
 
-	pstore, err := payments.OpenStore(ctx, filepath.Join(cfg.dir, "payments.db"))
+	pstore, err := paymentssqlite.Open(ctx, filepath.Join(cfg.dir, "payments.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pstore.Close() })
-	psvc := payments.NewService(logger, pstore, "payments-1")
-	psrv := memhttptest.Serve(t, rpc.NewHTTPServer(payments.NewServer(logger, psvc, payments.Faults{}, nil), logger))
-
-	ostore, err := orders.OpenStore(ctx, filepath.Join(cfg.dir, "orders.db"))
+	replica, err := payments.New(payments.Config{Name: "payments-1", Store: pstore.Share(), Faults: cfg.paymentsFaults})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ostore.Close() })
-	var pay orders.Payments = orders.NewPaymentsClient(psrv.Client(), psrv.URL())
-	if cfg.wrapPayment != nil {
-		pay = cfg.wrapPayment(pay)
+	t.Cleanup(func() { replica.Close() })
+	psrv := memhttptest.Serve(t, replica.HTTPServer())
+
+	ostore, err := orderssqlite.Open(ctx, filepath.Join(cfg.dir, "orders.db"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	osvc := orders.NewService(logger, ostore, pay, cfg.opts...)
-	osrvConfig := rpc.NewHTTPServer(orders.NewServer(logger, osvc, web.Handler(), cfg.allowedOrigins), logger)
-	osrvConfig.RegisterOnShutdown(osvc.Close)
-	osrv := memhttptest.Serve(t, osrvConfig)
+	ocfg := orders.Config{
+		Store: ostore,
+		Payments: orders.PaymentsConfig{
+			Target:  psrv.URL(),
+			Timeout: cfg.paymentTimeout,
+			Dial:    psrv.Listener().DialContext,
+		},
+		Page:           web.Handler(),
+		AllowedOrigins: cfg.allowedOrigins,
+	}
+	if cfg.wrapPayments != nil {
+		orders.WrapPayments(&ocfg, cfg.wrapPayments)
+	}
+	osrv, err := orders.New(ocfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { osrv.Close() }) // after the server below has shut down
 
 	return &shop{
-		orders:         osrv,
+		orders:         memhttptest.Serve(t, osrv.HTTPServer()),
 		payments:       psrv,
-		ordersSvc:      osvc,
-		ordersStore:    ostore,
+		ordersServer:   osrv,
+		paymentsServer: replica,
 		paymentsStore:  pstore,
 		paymentsClient: paymentsv1connect.NewPaymentServiceClient(psrv.Client(), psrv.URL(), connect.WithGRPC()),
 	}

@@ -2,6 +2,7 @@ package orders
 
 import (
 	"context"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -9,6 +10,7 @@ import (
 
 	"connectrpc.com/connect"
 	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
+	"github.com/connectshop/connectshop/internal/rpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -25,10 +27,16 @@ func newReplicaStats() *replicaStats {
 	return &replicaStats{since: time.Now(), calls: make(map[string]int64)}
 }
 
-func (r *replicaStats) record(replica string) {
+// record counts the answer of the payments replica that sent header (see
+// [rpc.HopHeader]); an answer without one is not counted.
+func (r *replicaStats) record(header http.Header) {
+	hop, ok := rpc.ParseHop(header)
+	if !ok {
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.calls[replica]++
+	r.calls[hop.Server]++
 }
 
 func (r *replicaStats) snapshot() *ordersv1.GetStatsResponse {

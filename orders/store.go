@@ -2,236 +2,53 @@ package orders
 
 import (
 	"context"
-	"database/sql"
 	"errors"
-	"fmt"
 	"time"
 
 	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
-	"github.com/connectshop/connectshop/internal/sqlitedb"
-	"google.golang.org/protobuf/proto"
 )
 
-// Errors the store returns; the service maps them to codes.
+// Store keeps orders durably. orders/sqlite implements it; every
+// implementation must pass the suite in orders/storetest.
+//
+// An order is written as a whole: its status, items, hops and payment are in
+// the [ordersv1.Order] stored. Every method returns once what it wrote is
+// durable.
+type Store interface {
+	// Create stores o under key unless an order with that key exists. It
+	// returns the stored order: o, or the earlier one if its request hash
+	// matches, else [ErrKeyReused]. paymentToken is kept to settle the order
+	// later (see Pending).
+	Create(ctx context.Context, key string, requestHash []byte, paymentToken string, o *ordersv1.Order) (*ordersv1.Order, error)
+	// Update changes the order with the given id in one transaction: fn gets
+	// the stored order, changes it in place and reports whether it did. Update
+	// returns the order as stored afterwards and whether fn changed it, or
+	// [ErrNotFound].
+	Update(ctx context.Context, id string, fn func(*ordersv1.Order) (bool, error)) (*ordersv1.Order, bool, error)
+	// DeletePending removes the order with the given id if it is still
+	// pending, and does nothing otherwise.
+	DeletePending(ctx context.Context, id string) error
+	// Order returns the order with the given id, or [ErrNotFound].
+	Order(ctx context.Context, id string) (*ordersv1.Order, error)
+	// List returns up to limit orders created before the cursor (0: from the
+	// newest), newest first, and the cursor of the next page (0 on the last).
+	List(ctx context.Context, before int64, limit int) ([]*ordersv1.Order, int64, error)
+	// Pending returns up to 100 orders pending since before cutoff (by their
+	// update time), oldest first.
+	Pending(ctx context.Context, cutoff time.Time) ([]PendingOrder, error)
+	// Close releases the store.
+	Close() error
+}
+
+// PendingOrder is an order whose payment is not settled, with what it takes
+// to settle it.
+type PendingOrder struct {
+	Order        *ordersv1.Order
+	PaymentToken string
+}
+
+// Errors a [Store] returns; the service maps them to codes.
 var (
 	ErrNotFound  = errors.New("order not found")
 	ErrKeyReused = errors.New("idempotency key already used for a different request")
 )
-
-// The order itself is stored as its protobuf encoding, so items and hops need
-// no tables of their own; the columns beside it are what queries filter on.
-const schema = `
-CREATE TABLE IF NOT EXISTS orders (
-	seq             INTEGER PRIMARY KEY AUTOINCREMENT, -- list order, page cursor
-	id              TEXT NOT NULL UNIQUE,
-	idempotency_key TEXT NOT NULL UNIQUE,
-	request_hash    BLOB NOT NULL,
-	payment_token   TEXT NOT NULL, -- test tokens only; a real shop stores a payment-method reference
-	status          INTEGER NOT NULL,
-	updated_at      INTEGER NOT NULL, -- Unix nanoseconds
-	data            BLOB NOT NULL     -- orders.v1.Order, binary
-) STRICT;
-CREATE INDEX IF NOT EXISTS orders_pending ON orders (updated_at) WHERE status = 1;`
-
-// Store keeps orders in SQLite.
-type Store struct {
-	db *sqlitedb.DB
-}
-
-// OpenStore opens or creates the orders database at path.
-func OpenStore(ctx context.Context, path string) (*Store, error) {
-	db, err := sqlitedb.Open(ctx, path, schema)
-	if err != nil {
-		return nil, err
-	}
-	return &Store{db: db}, nil
-}
-
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
-
-// pendingOrder is an order whose payment is not settled, with what it takes
-// to settle it.
-type pendingOrder struct {
-	order        *ordersv1.Order
-	paymentToken string
-}
-
-// Create stores o under key unless an order with that key exists. It returns
-// the stored order, which is the earlier one if its request hash matches, and
-// [ErrKeyReused] if it does not.
-func (s *Store) Create(ctx context.Context, key string, requestHash []byte, paymentToken string, o *ordersv1.Order) (*ordersv1.Order, error) {
-	data, err := proto.Marshal(o)
-	if err != nil {
-		return nil, fmt.Errorf("create order: %w", err)
-	}
-	var stored *ordersv1.Order
-	err = s.db.InTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		var prevHash, prevData []byte
-		err := tx.QueryRowContext(ctx, `SELECT request_hash, data FROM orders WHERE idempotency_key = ?`, key).
-			Scan(&prevHash, &prevData)
-		switch {
-		case err == nil:
-			if string(prevHash) != string(requestHash) {
-				return ErrKeyReused
-			}
-			stored, err = unmarshalOrder(prevData)
-			return err
-		case !errors.Is(err, sql.ErrNoRows):
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO orders
-			(id, idempotency_key, request_hash, payment_token, status, updated_at, data)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			o.GetId(), key, requestHash, paymentToken, int64(o.GetStatus()), o.GetUpdatedAt().AsTime().UnixNano(), data)
-		stored = o
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("create order: %w", err)
-	}
-	return stored, nil
-}
-
-// Update changes the order with the given id in one transaction: fn gets the
-// stored order, changes it in place and reports whether it did. Update returns
-// the order as stored afterwards and whether fn changed it.
-func (s *Store) Update(ctx context.Context, id string, fn func(*ordersv1.Order) (bool, error)) (*ordersv1.Order, bool, error) {
-	var (
-		o       *ordersv1.Order
-		changed bool
-	)
-	err := s.db.InTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		var err error
-		if o, err = orderByID(ctx, tx, id); err != nil {
-			return err
-		}
-		if changed, err = fn(o); err != nil || !changed {
-			return err
-		}
-		data, err := proto.Marshal(o)
-		if err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `UPDATE orders SET status = ?, updated_at = ?, data = ? WHERE id = ?`,
-			int64(o.GetStatus()), o.GetUpdatedAt().AsTime().UnixNano(), data, id)
-		return err
-	})
-	if err != nil {
-		return nil, false, fmt.Errorf("update order %s: %w", id, err)
-	}
-	return o, changed, nil
-}
-
-// DeletePending removes an order that is still pending; it is how a request that
-// payments rejected as invalid leaves nothing behind.
-func (s *Store) DeletePending(ctx context.Context, id string) error {
-	err := s.db.InTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `DELETE FROM orders WHERE id = ? AND status = ?`,
-			id, int64(ordersv1.OrderStatus_ORDER_STATUS_PENDING))
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("delete order %s: %w", id, err)
-	}
-	return nil
-}
-
-// Order returns the order with the given id.
-func (s *Store) Order(ctx context.Context, id string) (*ordersv1.Order, error) {
-	o, err := orderByID(ctx, s.db, id)
-	if err != nil {
-		return nil, fmt.Errorf("get order %s: %w", id, err)
-	}
-	return o, nil
-}
-
-// List returns up to limit orders older than the cursor (0: from the newest),
-// newest first, and the cursor of the next page (0 on the last page).
-func (s *Store) List(ctx context.Context, before int64, limit int) ([]*ordersv1.Order, int64, error) {
-	if before <= 0 {
-		before = 1<<63 - 1
-	}
-	rows, err := s.db.QueryContext(ctx, `SELECT seq, data FROM orders WHERE seq < ? ORDER BY seq DESC LIMIT ?`,
-		before, limit+1)
-	if err != nil {
-		return nil, 0, fmt.Errorf("list orders: %w", err)
-	}
-	defer rows.Close()
-	var (
-		list    []*ordersv1.Order
-		lastSeq int64 // of the last order in list
-		more    bool  // a row beyond limit exists
-	)
-	for rows.Next() {
-		if len(list) == limit {
-			more = true
-			break
-		}
-		var data []byte
-		if err := rows.Scan(&lastSeq, &data); err != nil {
-			return nil, 0, fmt.Errorf("list orders: %w", err)
-		}
-		o, err := unmarshalOrder(data)
-		if err != nil {
-			return nil, 0, fmt.Errorf("list orders: %w", err)
-		}
-		list = append(list, o)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, 0, fmt.Errorf("list orders: %w", err)
-	}
-	if !more {
-		return list, 0, nil
-	}
-	return list, lastSeq, nil
-}
-
-// Pending returns orders that have been pending since before cutoff.
-func (s *Store) Pending(ctx context.Context, cutoff time.Time) ([]pendingOrder, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT payment_token, data FROM orders
-		WHERE status = 1 AND updated_at < ? ORDER BY seq LIMIT 100`, cutoff.UnixNano())
-	if err != nil {
-		return nil, fmt.Errorf("list pending orders: %w", err)
-	}
-	defer rows.Close()
-	var list []pendingOrder
-	for rows.Next() {
-		var (
-			p    pendingOrder
-			data []byte
-		)
-		if err := rows.Scan(&p.paymentToken, &data); err != nil {
-			return nil, fmt.Errorf("list pending orders: %w", err)
-		}
-		if p.order, err = unmarshalOrder(data); err != nil {
-			return nil, fmt.Errorf("list pending orders: %w", err)
-		}
-		list = append(list, p)
-	}
-	return list, rows.Err()
-}
-
-type queryRower interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
-func orderByID(ctx context.Context, q queryRower, id string) (*ordersv1.Order, error) {
-	var data []byte
-	err := q.QueryRowContext(ctx, `SELECT data FROM orders WHERE id = ?`, id).Scan(&data)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
-		return nil, err
-	}
-	return unmarshalOrder(data)
-}
-
-func unmarshalOrder(data []byte) (*ordersv1.Order, error) {
-	o := new(ordersv1.Order)
-	if err := proto.Unmarshal(data, o); err != nil {
-		return nil, fmt.Errorf("decode stored order: %w", err)
-	}
-	return o, nil
-}

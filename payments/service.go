@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"log/slog"
-	"net/http"
 	"regexp"
 	"time"
 
@@ -25,13 +24,6 @@ const (
 	TokenDeclined = "tok_declined"
 )
 
-// ReasonCardDeclined is the ErrorInfo reason of a declined charge.
-const ReasonCardDeclined = "CARD_DECLINED"
-
-// ReasonKeyReused is the ErrorInfo reason of an idempotency key sent again
-// with a different request.
-const ReasonKeyReused = "IDEMPOTENCY_KEY_REUSED"
-
 // MaxAmount caps one charge (in minor units) to keep test amounts sane.
 const MaxAmount = 100_000_000
 
@@ -40,30 +32,11 @@ var currencyPattern = regexp.MustCompile(`^[A-Z]{3}$`)
 // Service implements [paymentsv1connect.PaymentServiceHandler].
 type Service struct {
 	logger  *slog.Logger
-	store   *Store
+	store   Store
 	replica string
 }
 
 var _ paymentsv1connect.PaymentServiceHandler = (*Service)(nil)
-
-// NewService returns the service of the replica named replica, which is
-// recorded on every payment it charges.
-func NewService(logger *slog.Logger, store *Store, replica string) *Service {
-	return &Service{logger: logger, store: store, replica: replica}
-}
-
-// NewServer returns the payments HTTP handler: the PaymentService over
-// Connect, gRPC and gRPC-Web, plus health and reflection. faults, if not
-// zero, are injected into PaymentService calls (not health checks).
-func NewServer(logger *slog.Logger, svc *Service, faults Faults, allowedOrigins []string) http.Handler {
-	mux := rpc.NewServeMux(paymentsv1connect.PaymentServiceName)
-	opts := []connect.HandlerOption{rpc.HandlerOptions(logger, svc.replica)}
-	if faults.enabled() {
-		opts = append(opts, connect.WithInterceptors(faults.interceptor()))
-	}
-	mux.Handle(paymentsv1connect.NewPaymentServiceHandler(svc, opts...))
-	return rpc.Middleware(mux, allowedOrigins)
-}
 
 // Charge implements [paymentsv1connect.PaymentServiceHandler].
 func (s *Service) Charge(ctx context.Context, req *connect.Request[paymentsv1.ChargeRequest]) (*connect.Response[paymentsv1.ChargeResponse], error) {
@@ -87,7 +60,7 @@ func (s *Service) Charge(ctx context.Context, req *connect.Request[paymentsv1.Ch
 		return nil, s.toConnect(ctx, err)
 	}
 	if p.GetStatus() == paymentsv1.PaymentStatus_PAYMENT_STATUS_DECLINED {
-		return nil, rpc.NewErrorWithReason(connect.CodeFailedPrecondition, ReasonCardDeclined,
+		return nil, rpc.NewErrorWithReason(connect.CodeFailedPrecondition, paymentsv1.ErrorReason_CARD_DECLINED.String(),
 			"card declined", map[string]string{"payment_id": p.GetId()})
 	}
 	return connect.NewResponse(&paymentsv1.ChargeResponse{Payment: p}), nil
@@ -162,7 +135,7 @@ func (s *Service) toConnect(ctx context.Context, err error) error {
 	case errors.Is(err, ErrNotFound):
 		return connect.NewError(connect.CodeNotFound, ErrNotFound)
 	case errors.Is(err, ErrKeyReused):
-		return rpc.NewErrorWithReason(connect.CodeAlreadyExists, ReasonKeyReused, ErrKeyReused.Error(), nil)
+		return rpc.NewErrorWithReason(connect.CodeAlreadyExists, paymentsv1.ErrorReason_IDEMPOTENCY_KEY_REUSED.String(), ErrKeyReused.Error(), nil)
 	case errors.Is(err, ErrNotRefundable):
 		return connect.NewError(connect.CodeFailedPrecondition, ErrNotRefundable)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

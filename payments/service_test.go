@@ -3,7 +3,6 @@ package payments_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -14,19 +13,24 @@ import (
 	"github.com/connectshop/connectshop/internal/memhttp/memhttptest"
 	"github.com/connectshop/connectshop/internal/rpc"
 	"github.com/connectshop/connectshop/payments"
+	"github.com/connectshop/connectshop/payments/sqlite"
 )
 
 // newReplica serves a payments replica named name on the database at path,
-// and returns a gRPC client for it.
+// opened as a separate process would open it, and returns a gRPC client for
+// it.
 func newReplica(t *testing.T, path, name string) paymentsv1connect.PaymentServiceClient {
 	t.Helper()
-	store, err := payments.OpenStore(context.Background(), path)
+	store, err := sqlite.Open(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { store.Close() })
-	logger := slog.New(slog.DiscardHandler)
-	srv := memhttptest.NewServer(t, payments.NewServer(logger, payments.NewService(logger, store, name), payments.Faults{}, nil))
+	replica, err := payments.New(payments.Config{Name: name, Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { replica.Close() })
+	srv := memhttptest.Serve(t, replica.HTTPServer())
 	return paymentsv1connect.NewPaymentServiceClient(srv.Client(), srv.URL(), connect.WithGRPC())
 }
 
@@ -73,8 +77,8 @@ func TestChargeIsIdempotentAcrossReplicas(t *testing.T) {
 	}
 	// A key reused for another amount is refused, whichever replica sees it.
 	_, err := replicas[2].Charge(context.Background(), charge("key-0", "tok_visa", 501))
-	if connect.CodeOf(err) != connect.CodeAlreadyExists || rpc.Reason(err) != payments.ReasonKeyReused {
-		t.Errorf("got %v (reason %q), want already_exists %s", err, rpc.Reason(err), payments.ReasonKeyReused)
+	if want := paymentsv1.ErrorReason_IDEMPOTENCY_KEY_REUSED.String(); connect.CodeOf(err) != connect.CodeAlreadyExists || rpc.Reason(err) != want {
+		t.Errorf("got %v (reason %q), want already_exists %s", err, rpc.Reason(err), want)
 	}
 }
 
@@ -92,8 +96,8 @@ func TestChargeOutcomes(t *testing.T) {
 
 	for range 2 { // a declined charge stays declined on retry
 		_, err = c.Charge(context.Background(), charge("no", "tok_declined", 1999))
-		if connect.CodeOf(err) != connect.CodeFailedPrecondition || rpc.Reason(err) != payments.ReasonCardDeclined {
-			t.Errorf("got %v (reason %q), want failed_precondition CARD_DECLINED", err, rpc.Reason(err))
+		if want := paymentsv1.ErrorReason_CARD_DECLINED.String(); connect.CodeOf(err) != connect.CodeFailedPrecondition || rpc.Reason(err) != want {
+			t.Errorf("got %v (reason %q), want failed_precondition %s", err, rpc.Reason(err), want)
 		}
 	}
 

@@ -16,8 +16,8 @@ import (
 	"github.com/chromedp/chromedp"
 	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
 	"github.com/connectshop/connectshop/gen/orders/v1/ordersv1connect"
-	"github.com/connectshop/connectshop/internal/launch/launchtest"
 	"github.com/connectshop/connectshop/internal/rpc"
+	"github.com/connectshop/connectshop/internal/shop/shoptest"
 )
 
 // newBrowser starts headless Chromium, collecting console errors, uncaught
@@ -100,7 +100,7 @@ func addAndPay(token string, products ...string) chromedp.Action[chromedp.Void] 
 func TestPageInABrowser(t *testing.T) {
 	t.Parallel()
 	ctx, problems := newBrowser(t)
-	pageURL := launchtest.Shop(t, slog.New(slog.DiscardHandler))
+	pageURL := shoptest.Start(t, slog.New(slog.DiscardHandler))
 
 	// Two products, an approved card: paid, with its hops and replica.
 	err := chromedp.Do(ctx,

@@ -63,8 +63,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer rs.Close()
 
-	setups := []struct{ name, target string }{
-		{"direct to one replica (no balancing)", "http://" + rs.List[0].Addr},
+	type setup struct {
+		name, target string
+		replicas     int // that orders connects to
+	}
+	setups := []setup{
+		{"direct to one replica (no balancing)", "http://" + rs.List[0].Addr, 1},
 	}
 	for _, mode := range []lbproof.Mode{lbproof.TCP, lbproof.HTTP} {
 		h, err := lbproof.StartHAProxy(ctx, dir, mode, rs.Addrs())
@@ -80,22 +84,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if mode == lbproof.HTTP {
 			name = "HAProxy `mode http`, h2c (L7 proxy)"
 		}
-		setups = append(setups, struct{ name, target string }{name, "http://" + h.Addr})
+		setups = append(setups, setup{name, "http://" + h.Addr, 1})
 	}
-	setups = append(setups, struct{ name, target string }{"orders balances per request (client-side L7)", rs.Targets()})
+	setups = append(setups, setup{"orders balances per request (client-side L7)", rs.Targets(), len(rs.List)})
 
 	// One orders instance per setup for the whole run: behind L4 its one
 	// connection stays pinned to one replica across passes, as in production.
 	clients := make([]*lbproof.Orders, len(setups))
 	for i, s := range setups {
-		o, err := lbproof.StartOrders(ctx, fmt.Sprintf("%s/orders-%d", dir, i), s.target)
+		o, err := lbproof.StartOrders(ctx, fmt.Sprintf("%s/orders-%d", dir, i), s.target, nil)
 		if err != nil {
 			return err
 		}
 		defer o.Close()
 		clients[i] = o
 	}
-	time.Sleep(1500 * time.Millisecond) // let the first health checks pass
+	for i, s := range setups { // let the first health checks pass
+		waitCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := clients[i].WaitForPayments(waitCtx, s.replicas)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+	}
 
 	totals := make([]*load.Result, len(setups))
 	for pass := range *passes {

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -15,7 +16,9 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/connectshop/connectshop/internal/launch"
+	"github.com/connectshop/connectshop/internal/cli"
+	"github.com/connectshop/connectshop/orders"
+	"github.com/connectshop/connectshop/orders/sqlite"
 	"github.com/connectshop/connectshop/web"
 )
 
@@ -34,7 +37,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	addr := fs.String("addr", "localhost:8080", "address to listen on (Connect, gRPC, gRPC-Web, the page; HTTP/1.1 and h2c)")
 	db := fs.String("db", "data/orders.db", "SQLite database file")
 	targets := fs.String("payments", "http://localhost:8081", "payments replicas: comma-separated http://host:port, or dns:///name:port for every address of name, re-resolved every 5s")
-	origins := fs.String("cors-origins", getenv("CORS_ORIGINS"), "comma-separated browser origins allowed to call (env CORS_ORIGINS)")
+	var origins cli.List
+	origins.Set(getenv("CORS_ORIGINS"))
+	fs.Var(&origins, "cors-origins", "comma-separated browser origins allowed to call (env CORS_ORIGINS)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -43,5 +48,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	return launch.Orders(ctx, logger, lis, *db, *targets, web.Handler(), launch.SplitList(*origins))
+	defer lis.Close() // in case setup fails before Serve owns it
+	store, err := sqlite.Open(ctx, *db)
+	if err != nil {
+		return err
+	}
+	srv, err := orders.New(orders.Config{
+		Logger:         logger,
+		Store:          store,
+		Payments:       orders.PaymentsConfig{Target: *targets},
+		Page:           web.Handler(),
+		AllowedOrigins: origins,
+	})
+	if err != nil {
+		return err
+	}
+	return errors.Join(srv.Serve(ctx, lis), srv.Close())
 }

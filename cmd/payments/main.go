@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -16,8 +17,9 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/connectshop/connectshop/internal/launch"
+	"github.com/connectshop/connectshop/internal/cli"
 	"github.com/connectshop/connectshop/payments"
+	"github.com/connectshop/connectshop/payments/sqlite"
 )
 
 func main() {
@@ -35,14 +37,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	addr := fs.String("addr", "localhost:8081", "address to listen on (Connect, gRPC, gRPC-Web; HTTP/1.1 and h2c)")
 	name := fs.String("name", "payments-1", "replica name, recorded on every payment it charges")
 	db := fs.String("db", "data/payments.db", "SQLite database file; replicas may share one")
-	origins := fs.String("cors-origins", getenv("CORS_ORIGINS"), "comma-separated browser origins allowed to call (env CORS_ORIGINS)")
+	var origins cli.List
+	origins.Set(getenv("CORS_ORIGINS"))
+	fs.Var(&origins, "cors-origins", "comma-separated browser origins allowed to call (env CORS_ORIGINS)")
 	var faults payments.Faults
 	fs.DurationVar(&faults.Latency, "fault-latency", 0, "inject this latency into every payment call (demos, tests)")
 	fs.Float64Var(&faults.ErrorRate, "fault-error-rate", 0, "fail this share (0-1) of payment calls with UNAVAILABLE (demos, tests)")
 	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	if err := faults.Validate(); err != nil {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil)).With("service", *name)
@@ -50,5 +51,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	return launch.Payments(ctx, logger, lis, *name, *db, faults, launch.SplitList(*origins))
+	defer lis.Close() // in case setup fails before Serve owns it
+	store, err := sqlite.Open(ctx, *db)
+	if err != nil {
+		return err
+	}
+	srv, err := payments.New(payments.Config{Name: *name, Logger: logger, Store: store, Faults: faults, AllowedOrigins: origins})
+	if err != nil {
+		return err
+	}
+	return errors.Join(srv.Serve(ctx, lis), srv.Close())
 }

@@ -19,7 +19,8 @@ import (
 	"strconv"
 	"syscall"
 
-	"github.com/connectshop/connectshop/internal/launch"
+	"github.com/connectshop/connectshop/internal/cli"
+	"github.com/connectshop/connectshop/internal/shop"
 	"github.com/connectshop/connectshop/payments"
 	"github.com/connectshop/connectshop/web"
 )
@@ -39,14 +40,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	addr := fs.String("addr", "localhost:8080", "address of orders and the page; payments replicas take the next ports")
 	replicas := fs.Int("replicas", 3, "number of payments replicas")
 	data := fs.String("data", "data", "directory for the SQLite files (orders.db, payments.db)")
-	origins := fs.String("cors-origins", getenv("CORS_ORIGINS"), "comma-separated browser origins allowed to call (env CORS_ORIGINS)")
+	var origins cli.List
+	origins.Set(getenv("CORS_ORIGINS"))
+	fs.Var(&origins, "cors-origins", "comma-separated browser origins allowed to call (env CORS_ORIGINS)")
 	var faults payments.Faults
 	fs.DurationVar(&faults.Latency, "fault-latency", 0, "inject this latency into every call to payments-1 (the others stay healthy, for contrast)")
 	fs.Float64Var(&faults.ErrorRate, "fault-error-rate", 0, "fail this share (0-1) of calls to payments-1 with UNAVAILABLE")
 	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	if err := faults.Validate(); err != nil {
 		return err
 	}
 	if *replicas < 1 {
@@ -61,7 +61,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return fmt.Errorf("-addr: port: %w", err)
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
-	allowed := launch.SplitList(*origins)
 
 	// Listen on every port first, so a port in use fails before anything runs.
 	ordersLis, err := net.Listen("tcp", *addr)
@@ -80,5 +79,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 		paymentLis = append(paymentLis, lis)
 	}
-	return launch.Shop(ctx, logger, ordersLis, paymentLis, *data, web.Handler(), faults, allowed)
+	return shop.Run(ctx, shop.Config{
+		Logger:         logger,
+		Orders:         ordersLis,
+		Payments:       paymentLis,
+		Dir:            *data,
+		Page:           web.Handler(),
+		Faults:         faults,
+		AllowedOrigins: origins,
+	})
 }

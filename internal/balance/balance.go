@@ -20,8 +20,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/bufbuild/httplb"
@@ -44,6 +46,9 @@ const (
 type Client struct {
 	*httplb.Client
 	baseURL string
+	ejector *ejector
+	cancel  context.CancelFunc
+	warm    sync.WaitGroup
 }
 
 // BaseURL is the URL to give API clients: its host names the replica group,
@@ -58,6 +63,7 @@ type options struct {
 	resolveInterval time.Duration
 	healthInterval  time.Duration
 	service         string
+	dial            func(ctx context.Context, network, address string) (net.Conn, error)
 }
 
 type optionFunc func(*options)
@@ -76,6 +82,12 @@ func WithResolveInterval(d time.Duration) Option {
 	return optionFunc(func(o *options) { o.resolveInterval = d })
 }
 
+// WithDialer replaces the TCP dialer (3 s connect timeout); tests use it to
+// reach replicas served in memory.
+func WithDialer(dial func(ctx context.Context, network, address string) (net.Conn, error)) Option {
+	return optionFunc(func(o *options) { o.dial = dial })
+}
+
 // WithHealthCheck sets the service name sent in gRPC health checks (empty
 // asks about the server as a whole) and how often each replica is checked;
 // default: the whole server, every [DefaultHealthInterval].
@@ -87,7 +99,8 @@ func WithHealthCheck(service string, interval time.Duration) Option {
 // list of "http://host:port" replicas or "dns:///name:port" to use every
 // address name resolves to, following changes.
 func NewClient(target string, opts ...Option) (*Client, error) {
-	o := options{resolveInterval: DefaultResolveInterval, healthInterval: DefaultHealthInterval}
+	dialer := &net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}
+	o := options{resolveInterval: DefaultResolveInterval, healthInterval: DefaultHealthInterval, dial: dialer.DialContext}
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
@@ -99,10 +112,13 @@ func NewClient(target string, opts ...Option) (*Client, error) {
 		res = o.resolver
 	}
 	ejector := newEjector()
-	dialer := &net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}
+	ctx, cancel := context.WithCancel(context.Background())
 	lb := httplb.NewClient(
+		httplb.WithRootContext(ctx),
+		// One target only, kept connected however long it idles.
+		httplb.WithAllowBackendTarget("h2c", group),
 		httplb.WithResolver(res),
-		httplb.WithDialer(dialer.DialContext),
+		httplb.WithDialer(o.dial),
 		httplb.WithTransport("h2c", ejector.transport()),
 		httplb.WithHealthChecks(ejector.checker(health.NewPollingChecker(health.PollingCheckerConfig{
 			PollingInterval:    o.healthInterval,
@@ -112,7 +128,52 @@ func NewClient(target string, opts ...Option) (*Client, error) {
 			HealthyThreshold:   1,
 		}, NewGRPCHealthProber(o.service)))),
 	)
-	return &Client{Client: lb, baseURL: "h2c://" + group}, nil
+	c := &Client{Client: lb, baseURL: "h2c://" + group, ejector: ejector, cancel: cancel}
+	// httplb resolves and connects on a target's first request. Send one now
+	// (its answer does not matter), so that replicas are connected and health
+	// checked before the first real call, and readiness can be known.
+	c.warm.Go(func() {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.baseURL+"/", nil)
+		if err != nil {
+			return
+		}
+		if resp, err := lb.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	})
+	return c, nil
+}
+
+// Close stops the health checks and closes every connection.
+func (c *Client) Close() error {
+	c.cancel()
+	c.warm.Wait()
+	return c.Client.Close()
+}
+
+// States of a replica, as [Client.Health] reports them.
+const (
+	Healthy   = "healthy"   // its last health check passed
+	Unhealthy = "unhealthy" // its last health check failed
+	Unknown   = "unknown"   // not checked yet
+	Ejected   = "ejected"   // its calls failed at the transport; out for a while
+)
+
+// Health returns the state of every replica the client is connected to, by
+// host:port.
+func (c *Client) Health() map[string]string { return c.ejector.health() }
+
+// Healthy returns how many replicas are healthy.
+func (c *Client) Healthy() int {
+	n := 0
+	for _, state := range c.Health() {
+		if state == Healthy {
+			n++
+		}
+	}
+	return n
 }
 
 // parseTarget returns the group name for URLs and the resolver for target.

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -58,14 +61,29 @@ func serveReplica(t *testing.T, r *replica, withHealth bool) string {
 	return serve(t, mux)
 }
 
-func newClient(t *testing.T, target string) paymentsv1connect.PaymentServiceClient {
+func newClient(t *testing.T, target string) (*balance.Client, paymentsv1connect.PaymentServiceClient) {
 	t.Helper()
 	lb, err := balance.NewClient(target, balance.WithHealthCheck(paymentsv1connect.PaymentServiceName, 100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { lb.Close() })
-	return paymentsv1connect.NewPaymentServiceClient(lb.Client.Client, lb.BaseURL(), connect.WithGRPC())
+	return lb, paymentsv1connect.NewPaymentServiceClient(lb.Client.Client, lb.BaseURL(), connect.WithGRPC())
+}
+
+// waitFor waits up to d for cond to hold, and fails the test if it does not.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	timeout := time.After(d)
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-timeout:
+			t.Fatalf("%s: not within %v", what, d)
+		}
+	}
 }
 
 func charge(c paymentsv1connect.PaymentServiceClient) error {
@@ -81,7 +99,8 @@ func TestFailingReplicaIsEjected(t *testing.T) {
 	t.Parallel()
 	good, bad := &replica{}, &replica{}
 	bad.broken.Store(true)
-	c := newClient(t, serveReplica(t, good, true)+","+serveReplica(t, bad, true))
+	goodAddr, badAddr := serveReplica(t, good, true), serveReplica(t, bad, true)
+	lb, c := newClient(t, goodAddr+","+badAddr)
 	for range 40 {
 		charge(c)
 	}
@@ -92,17 +111,22 @@ func TestFailingReplicaIsEjected(t *testing.T) {
 		t.Errorf("good replica got %d of 40 calls", good.calls.Load())
 	}
 
+	if got := lb.Health()[strings.TrimPrefix(badAddr, "http://")]; got != balance.Ejected {
+		t.Errorf("broken replica is %s, want %s", got, balance.Ejected)
+	}
+
 	// Repaired, it is back once the ejection (5 s) ends and a health check
 	// has passed.
 	bad.broken.Store(false)
 	bad.calls.Store(0)
-	deadline := time.Now().Add(8 * time.Second)
-	for bad.calls.Load() == 0 && time.Now().Before(deadline) {
-		charge(c)
-		time.Sleep(50 * time.Millisecond)
+	waitFor(t, 8*time.Second, "repaired replica healthy again", func() bool { return lb.Healthy() == 2 })
+	for range 10 {
+		if err := charge(c); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if bad.calls.Load() == 0 {
-		t.Error("repaired replica got no calls within 8 s")
+		t.Error("repaired replica got none of 10 calls")
 	}
 }
 
@@ -111,13 +135,15 @@ func TestFailingReplicaIsEjected(t *testing.T) {
 func TestUnhealthyReplicaGetsNoCalls(t *testing.T) {
 	t.Parallel()
 	healthy, unchecked := &replica{}, &replica{}
-	c := newClient(t, serveReplica(t, healthy, true)+","+serveReplica(t, unchecked, false))
-	// httplb connects on the first call, and until a replica's first check
-	// has answered it may pick it (it keeps up to three replicas usable,
-	// taking ones of unknown health when fewer are healthy). Count after.
-	charge(c)
-	time.Sleep(300 * time.Millisecond)
-	unchecked.calls.Store(0)
+	lb, c := newClient(t, serveReplica(t, healthy, true)+","+serveReplica(t, unchecked, false))
+	// Until a replica's first check has answered, httplb may pick it (it
+	// keeps up to three replicas usable, taking ones of unknown health when
+	// fewer are healthy). Count once both have been checked.
+	waitFor(t, 5*time.Second, "both replicas checked", func() bool {
+		states := lb.Health()
+		return len(states) == 2 && slices.Contains(slices.Collect(maps.Values(states)), balance.Healthy) &&
+			slices.Contains(slices.Collect(maps.Values(states)), balance.Unhealthy)
+	})
 	for range 20 {
 		if err := charge(c); err != nil {
 			t.Fatal(err)

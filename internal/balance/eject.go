@@ -66,6 +66,26 @@ func (e *ejector) checker(active health.Checker) health.Checker {
 	})
 }
 
+// health returns the state of every connected replica by address.
+func (e *ejector) health() map[string]string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	states := make(map[string]string, len(e.replicas))
+	for addr, r := range e.replicas {
+		switch {
+		case time.Now().Before(r.ejectedUntil):
+			states[addr] = Ejected
+		case r.lastActive == health.StateHealthy:
+			states[addr] = Healthy
+		case r.lastActive == health.StateUnhealthy:
+			states[addr] = Unhealthy
+		default:
+			states[addr] = Unknown
+		}
+	}
+	return states
+}
+
 // observe records the outcome of one request to addr.
 func (e *ejector) observe(addr string, failed bool) {
 	e.mu.Lock()

@@ -10,70 +10,61 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/bufbuild/httplb/resolver"
 	"github.com/connectshop/connectshop/gen/orders/v1/ordersv1connect"
-	"github.com/connectshop/connectshop/gen/payments/v1/paymentsv1connect"
-	"github.com/connectshop/connectshop/internal/balance"
-	"github.com/connectshop/connectshop/internal/launch"
 	"github.com/connectshop/connectshop/internal/rpc"
+	"github.com/connectshop/connectshop/orders"
+	orderssqlite "github.com/connectshop/connectshop/orders/sqlite"
 	"github.com/connectshop/connectshop/payments"
-	"github.com/connectshop/connectshop/web"
+	paymentssqlite "github.com/connectshop/connectshop/payments/sqlite"
 )
 
 // Replica is one running payments replica.
 type Replica struct {
 	Name string
 	Addr string // host:port
-	srv  *http.Server
+	srv  *payments.Server
 }
 
 // Kill stops the replica at once, dropping calls in flight, as a crashed
 // process or a deleted pod would.
-func (r *Replica) Kill() { r.srv.Close() }
+func (r *Replica) Kill() { r.srv.HTTPServer().Close() }
 
 // Replicas is a set of payments replicas sharing one database file.
 type Replicas struct {
 	List  []*Replica
-	store *payments.Store // for checks: every replica writes this file
-	stops []func()
+	store *paymentssqlite.Store // for checks: every replica writes this file
 }
 
 // StartReplicas starts one payments replica per address (host:port; port 0
 // picks a free one), named payments-1, payments-2..., sharing dir/payments.db.
 func StartReplicas(ctx context.Context, dir string, addrs []string, faults payments.Faults) (*Replicas, error) {
-	logger := slog.New(slog.DiscardHandler)
-	path := filepath.Join(dir, "payments.db")
-	store, err := payments.OpenStore(ctx, path)
+	store, err := paymentssqlite.Open(ctx, filepath.Join(dir, "payments.db"))
 	if err != nil {
 		return nil, err
 	}
-	rs := &Replicas{store: store, stops: []func(){func() { store.Close() }}}
+	rs := &Replicas{store: store}
 	for i, addr := range addrs {
 		lis, err := net.Listen("tcp", addr)
 		if err != nil {
 			rs.Close()
 			return nil, err
 		}
-		// Each replica opens the file itself, as separate processes would.
-		rstore, err := payments.OpenStore(ctx, path)
+		name := "payments-" + strconv.Itoa(i+1)
+		srv, err := payments.New(payments.Config{Name: name, Store: store.Share(), Faults: faults})
 		if err != nil {
 			lis.Close()
 			rs.Close()
 			return nil, err
 		}
-		name := "payments-" + strconv.Itoa(i+1)
-		svc := payments.NewService(logger, rstore, name)
-		srv := rpc.NewHTTPServer(payments.NewServer(logger, svc, faults, nil), logger)
-		go srv.Serve(lis)
+		go srv.HTTPServer().Serve(lis)
 		rs.List = append(rs.List, &Replica{Name: name, Addr: lis.Addr().String(), srv: srv})
-		rs.stops = append(rs.stops, func() { srv.Close(); rstore.Close() })
 	}
 	return rs, nil
 }
@@ -114,52 +105,72 @@ func (rs *Replicas) DoubleCharges(ctx context.Context) (twice []string, charged 
 
 // Close stops every replica.
 func (rs *Replicas) Close() {
-	for _, stop := range slices.Backward(rs.stops) {
-		stop()
+	for _, r := range rs.List {
+		r.srv.HTTPServer().Close()
+		r.srv.Close()
 	}
+	rs.store.Close()
 }
 
 // Orders is one running orders instance.
 type Orders struct {
 	URL  string
+	srv  *orders.Server
 	stop func()
 }
 
-// StartOrders starts orders, wired as cmd/orders wires it, on a free
-// loopback port with its data in dir, calling payments at target; opts
-// change its balancer (health checks here run every second). It returns once
-// orders answers.
-func StartOrders(ctx context.Context, dir, target string, opts ...balance.Option) (*Orders, error) {
+// StartOrders starts orders, as cmd/orders does, on a free loopback port with
+// its data in dir, calling payments at target (health checks here run every
+// second). resolver, if not nil, replaces the one the target implies.
+func StartOrders(ctx context.Context, dir, target string, resolver resolver.Resolver) (*Orders, error) {
 	// Warnings only (a payments call that failed, with its code): go test shows
 	// them for a failing package, and they are what explains a failure.
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	opts = append([]balance.Option{balance.WithHealthCheck(paymentsv1connect.PaymentServiceName, time.Second)}, opts...)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
+	store, err := orderssqlite.Open(ctx, filepath.Join(dir, "orders.db"))
+	if err != nil {
+		lis.Close()
+		return nil, err
+	}
+	srv, err := orders.New(orders.Config{
+		Logger: logger,
+		Store:  store,
+		Payments: orders.PaymentsConfig{
+			Target:         target,
+			HealthInterval: time.Second,
+			Resolver:       resolver,
+		},
+	})
+	if err != nil {
+		lis.Close()
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() {
-		done <- launch.Orders(ctx, logger, lis, filepath.Join(dir, "orders.db"), target, web.Handler(), nil, opts...)
-	}()
-	o := &Orders{URL: "http://" + lis.Addr().String(), stop: func() { cancel(); <-done }}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	go func() { done <- srv.Serve(ctx, lis) }()
+	return &Orders{URL: "http://" + lis.Addr().String(), srv: srv, stop: func() {
+		cancel()
+		<-done
+		srv.Close()
+	}}, nil
+}
+
+// WaitForPayments waits until orders sees n healthy payments replicas, or
+// ctx is done.
+func (o *Orders) WaitForPayments(ctx context.Context, n int) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for o.srv.HealthyPayments() < n {
 		select {
-		case err := <-done:
-			cancel()
-			return nil, fmt.Errorf("start orders: %w", err)
-		default:
-		}
-		if resp, err := http.Get(o.URL + "/"); err == nil {
-			resp.Body.Close()
-			return o, nil
-		}
-		if time.Now().After(deadline) {
-			o.Close()
-			return nil, errors.New("start orders: no answer within 5s")
+		case <-ctx.Done():
+			return fmt.Errorf("orders sees %d healthy payments replicas, want %d: %w", o.srv.HealthyPayments(), n, ctx.Err())
+		case <-t.C:
 		}
 	}
+	return nil
 }
 
 // Close stops orders.

@@ -14,7 +14,6 @@ import (
 	"connectrpc.com/connect"
 	"github.com/bufbuild/httplb/resolver"
 	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
-	"github.com/connectshop/connectshop/internal/balance"
 	"github.com/connectshop/connectshop/internal/load"
 	"github.com/connectshop/connectshop/payments"
 )
@@ -29,9 +28,9 @@ func startReplicas(t *testing.T, addrs ...string) *Replicas {
 	return rs
 }
 
-func startOrders(t *testing.T, target string, opts ...balance.Option) *Orders {
+func startOrders(t *testing.T, target string, res resolver.Resolver) *Orders {
 	t.Helper()
-	o, err := StartOrders(context.Background(), t.TempDir(), target, opts...)
+	o, err := StartOrders(context.Background(), t.TempDir(), target, res)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +79,7 @@ func assertSpread(t *testing.T, res *load.Result, rs *Replicas) {
 func TestClientSideBalancingSpreads(t *testing.T) {
 	t.Parallel()
 	rs := startReplicas(t, three()...)
-	assertSpread(t, sequential(t, startOrders(t, rs.Targets()), 300), rs)
+	assertSpread(t, sequential(t, startOrders(t, rs.Targets(), nil), 300), rs)
 }
 
 // The trap: behind an L4 balancer the one HTTP/2 connection, and so every
@@ -89,7 +88,7 @@ func TestHAProxyTCPPinsToOneReplica(t *testing.T) {
 	t.Parallel()
 	rs := startReplicas(t, three()...)
 	h := startHAProxy(t, TCP, rs.Addrs())
-	res := sequential(t, startOrders(t, "http://"+h.Addr), 300)
+	res := sequential(t, startOrders(t, "http://"+h.Addr, nil), 300)
 	top := 0
 	for _, n := range res.PerReplica {
 		top = max(top, n)
@@ -104,7 +103,7 @@ func TestHAProxyHTTPSpreads(t *testing.T) {
 	t.Parallel()
 	rs := startReplicas(t, three()...)
 	h := startHAProxy(t, HTTP, rs.Addrs())
-	assertSpread(t, sequential(t, startOrders(t, "http://"+h.Addr), 300), rs)
+	assertSpread(t, sequential(t, startOrders(t, "http://"+h.Addr, nil), 300), rs)
 }
 
 // manualResolver answers with whatever addresses the test sets, as DNS for a
@@ -148,7 +147,7 @@ func TestNewReplicaGetsTrafficWithin10s(t *testing.T) {
 	port := freePort(t)
 	rs := startReplicas(t, "127.0.0.1:"+port, "127.0.0.2:"+port, "127.0.0.3:"+port)
 	res := &manualResolver{addrs: rs.Addrs()[:2]}
-	o := startOrders(t, "dns:///payments:"+port, balance.WithResolver(res))
+	o := startOrders(t, "dns:///payments:"+port, res)
 	sequential(t, o, 1)
 
 	res.set(rs.Addrs()...) // payments-3 scales up
@@ -184,11 +183,8 @@ func TestKillingAReplicaUnderLoadLosesNothing(t *testing.T) {
 	}
 	t.Parallel()
 	rs := startReplicas(t, three()...)
-	o := startOrders(t, rs.Targets())
-	go func() {
-		time.Sleep(7 * time.Second)
-		rs.List[1].Kill()
-	}()
+	o := startOrders(t, rs.Targets(), nil)
+	time.AfterFunc(7*time.Second, rs.List[1].Kill) // mid-load
 	res := load.Load{Duration: 20 * time.Second, Concurrency: 8}.Run(context.Background(), o.Client())
 	if len(res.Errors) > 0 {
 		t.Errorf("%d orders failed; first: %v", len(res.Errors), res.Errors[0])

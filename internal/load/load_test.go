@@ -7,16 +7,16 @@ import (
 	"time"
 
 	"github.com/connectshop/connectshop/gen/orders/v1/ordersv1connect"
-	"github.com/connectshop/connectshop/internal/launch/launchtest"
 	"github.com/connectshop/connectshop/internal/load"
 	"github.com/connectshop/connectshop/internal/rpc"
+	"github.com/connectshop/connectshop/internal/shop/shoptest"
 )
 
 // Both bounds hold together: a run stops at Orders even when its Duration
 // would allow more.
 func TestRunStopsAtTheFirstBound(t *testing.T) {
 	t.Parallel()
-	url := launchtest.Shop(t, slog.New(slog.DiscardHandler))
+	url := shoptest.Start(t, slog.New(slog.DiscardHandler))
 	c := ordersv1connect.NewOrderServiceClient(rpc.NewH2CClient(), url)
 	res := load.Load{Orders: 20, Duration: time.Minute, Concurrency: 4}.Run(context.Background(), c)
 	if len(res.Errors) > 0 || res.Orders() != 20 || res.Elapsed > 30*time.Second {

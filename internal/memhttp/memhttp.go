@@ -110,8 +110,9 @@ func New(h http.Handler) *Server {
 }
 
 // URL is the base URL to use with the server's clients. Its host is never
-// resolved: every dial goes to the in-memory listener.
-func (s *Server) URL() string { return "http://memhttp.invalid" }
+// resolved: every dial goes to the in-memory listener. It names a port, as
+// balancers' targets must.
+func (s *Server) URL() string { return "http://memhttp.invalid:80" }
 
 // Listener returns the server's listener, to build custom transports.
 func (s *Server) Listener() *Listener { return s.lis }

@@ -43,8 +43,10 @@ func (v *Violations) Err() error {
 }
 
 // NewErrorWithReason returns an error with code and msg, and an ErrorInfo
-// detail that tells machines why: reason is an UPPER_SNAKE_CASE constant such
-// as "CARD_DECLINED", metadata optional context such as ids.
+// detail that tells machines why: reason is the name of a value of the
+// service's ErrorReason proto enum, such as
+// ordersv1.ErrorReason_CARD_DECLINED.String(), metadata optional context such
+// as ids.
 func NewErrorWithReason(code connect.Code, reason, msg string, metadata map[string]string) *connect.Error {
 	err := connect.NewError(code, errors.New(msg))
 	addDetail(err, &errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain, Metadata: metadata})

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/protobuf/testing/protocmp"
@@ -106,9 +107,10 @@ func TestViolations(t *testing.T) {
 
 func TestReason(t *testing.T) {
 	t.Parallel()
-	err := NewErrorWithReason(connect.CodeFailedPrecondition, "CARD_DECLINED", "card declined", map[string]string{"id": "x"})
-	if got := Reason(err); got != "CARD_DECLINED" {
-		t.Errorf("got reason %q, want CARD_DECLINED", got)
+	reason := ordersv1.ErrorReason_CARD_DECLINED.String()
+	err := NewErrorWithReason(connect.CodeFailedPrecondition, reason, "card declined", map[string]string{"id": "x"})
+	if got := Reason(err); got != reason {
+		t.Errorf("got reason %q, want %s", got, reason)
 	}
 	if got := ErrorInfo(err).GetMetadata()["id"]; got != "x" {
 		t.Errorf("got metadata id %q, want x", got)

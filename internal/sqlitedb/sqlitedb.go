@@ -1,6 +1,7 @@
-// Package sqlitedb opens SQLite databases the way every store here needs
-// them: pure Go (no cgo), WAL, a busy timeout, full durability, write
-// transactions that take the write lock up front, and group commit.
+// Package sqlitedb opens SQLite databases the way every SQLite store here
+// needs them: pure Go (no cgo), WAL, a busy timeout, full durability, reads on
+// read-only connections, and every write through one queue that takes the
+// write lock up front and commits in groups.
 package sqlitedb
 
 import (
@@ -17,31 +18,29 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
-// DB is a handle on a SQLite database opened by [Open]. Reads go straight to
-// the embedded [sql.DB]; writes go through [DB.InTx], which commits them in
-// groups.
+// DB is a handle on a SQLite database opened by [Open]. It offers reads
+// ([DB.QueryRow], [DB.Query]) on connections that SQLite itself keeps
+// read-only, and writes only through [DB.InTx], which queues them and commits
+// them in groups: no write can bypass the queue.
 type DB struct {
-	*sql.DB
 	file   *file
 	closed atomic.Bool
 }
 
-// file is what every handle on one database file in this process shares: one
-// connection pool and one writer loop. (The payments replicas of cmd/shop run
-// in one process and share a file; separate processes meet at SQLite's lock.)
+// file is what every handle on one opened database shares: a read-only
+// connection pool, the writer's connection and its loop. Handles made with
+// [DB.Share] (payments replicas running in one process) share one file;
+// separate processes meet at SQLite's lock.
 type file struct {
-	path   string
-	db     *sql.DB
+	reads  *sql.DB     // query_only connections
+	writes *sql.DB     // one connection, used by the writer loop alone
 	queue  chan *write // unbuffered: the writer loop takes what is waiting
 	closed chan struct{}
 	loop   sync.WaitGroup
-	refs   int // handles open, under filesMu
-}
 
-var (
-	filesMu sync.Mutex
-	files   = make(map[string]*file) // by absolute path
-)
+	mu   sync.Mutex
+	refs int // handles open
+}
 
 // write is one caller's transaction function, waiting for its group.
 type write struct {
@@ -62,57 +61,60 @@ var ErrClosed = errors.New("database closed")
 // Every connection uses WAL, so readers never block the writer and several
 // processes (payments replicas) can share one file; synchronous=FULL, so a
 // committed transaction survives a crash or power loss; a 10 s busy timeout;
-// and BEGIN IMMEDIATE for every transaction, so writers of other processes
-// queue for the lock instead of failing with SQLITE_BUSY halfway through.
+// and BEGIN IMMEDIATE for every write transaction, so writers of other
+// processes queue for the lock instead of failing with SQLITE_BUSY halfway
+// through.
+//
+// Each call opens the file afresh, with its own writer: to share one writer
+// between handles in one process, use [DB.Share].
 func Open(ctx context.Context, path, schema string) (*DB, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
-	filesMu.Lock()
-	defer filesMu.Unlock()
-	f := files[abs]
-	if f == nil {
-		if f, err = openFile(abs); err != nil {
-			return nil, err
-		}
-		files[abs] = f
-	}
-	if _, err := f.db.ExecContext(ctx, schema); err != nil {
-		if f.refs == 0 {
-			f.close()
-		}
-		return nil, fmt.Errorf("apply schema to %s: %w", path, err)
-	}
-	f.refs++
-	return &DB{DB: f.db, file: f}, nil
-}
-
-func openFile(abs string) (*file, error) {
 	if err := os.MkdirAll(filepath.Dir(abs), 0o755); err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
-	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(10000)")
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(FULL)")
-	q.Add("_pragma", "foreign_keys(ON)")
-	q.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite", "file:"+abs+"?"+q.Encode())
+	writes, err := sql.Open("sqlite", dsn(abs, "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(ON)")+"&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", abs, err)
 	}
-	f := &file{path: abs, db: db, queue: make(chan *write), closed: make(chan struct{})}
+	writes.SetMaxOpenConns(1)
+	if _, err := writes.ExecContext(ctx, schema); err != nil {
+		writes.Close()
+		return nil, fmt.Errorf("apply schema to %s: %w", path, err)
+	}
+	reads, err := sql.Open("sqlite", dsn(abs, "query_only(1)"))
+	if err != nil {
+		writes.Close()
+		return nil, fmt.Errorf("open database %s: %w", abs, err)
+	}
+	f := &file{reads: reads, writes: writes, queue: make(chan *write), closed: make(chan struct{}), refs: 1}
 	f.loop.Go(f.writeLoop)
-	return f, nil
+	return &DB{file: f}, nil
 }
 
-// close stops the writer loop and the pool; filesMu must be held.
-func (f *file) close() error {
-	close(f.closed)
-	f.loop.Wait()
-	delete(files, f.path)
-	return f.db.Close()
+// dsn returns the modernc.org/sqlite data source for the file at abs with a
+// busy timeout and the given pragmas.
+func dsn(abs string, pragmas ...string) string {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	for _, p := range pragmas {
+		q.Add("_pragma", p)
+	}
+	return "file:" + abs + "?" + q.Encode()
+}
+
+// Share returns another handle on db's file, with the same connections and
+// the same writer, to close on its own: the file closes with its last handle.
+// Replicas of one service that run in one process share a file this way, so
+// their writes are grouped by one writer instead of contending for SQLite's
+// lock.
+func (db *DB) Share() *DB {
+	db.file.mu.Lock()
+	defer db.file.mu.Unlock()
+	db.file.refs++
+	return &DB{file: db.file}
 }
 
 // Close closes this handle. The last handle on a file waits for the group
@@ -121,12 +123,25 @@ func (db *DB) Close() error {
 	if db.closed.Swap(true) {
 		return nil
 	}
-	filesMu.Lock()
-	defer filesMu.Unlock()
-	if db.file.refs--; db.file.refs == 0 {
-		return db.file.close()
+	f := db.file
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.refs--; f.refs > 0 {
+		return nil
 	}
-	return nil
+	close(f.closed)
+	f.loop.Wait()
+	return errors.Join(f.writes.Close(), f.reads.Close())
+}
+
+// QueryRow runs a query that reads one row. It sees every committed write.
+func (db *DB) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	return db.file.reads.QueryRowContext(ctx, query, args...)
+}
+
+// Query runs a query that reads rows. It sees every committed write.
+func (db *DB) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return db.file.reads.QueryContext(ctx, query, args...)
 }
 
 // InTx runs fn in a write transaction and returns once it is committed: nil
@@ -183,7 +198,7 @@ func (f *file) writeLoop() {
 func (f *file) commit(group []*write) {
 	results := make([]error, len(group))
 	err := func() (err error) {
-		tx, err := f.db.BeginTx(context.Background(), nil)
+		tx, err := f.writes.BeginTx(context.Background(), nil)
 		if err != nil {
 			return fmt.Errorf("begin: %w", err)
 		}

@@ -71,7 +71,7 @@ func TestConcurrentWritersFromTwoProcessesQueue(t *testing.T) {
 		}
 	}
 	var n int
-	if err := db.QueryRowContext(ctx, "SELECT n FROM counter").Scan(&n); err != nil {
+	if err := db.QueryRow(ctx, "SELECT n FROM counter").Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	if n != 8*perWriter {
@@ -83,9 +83,9 @@ func TestConcurrentWritersFromTwoProcessesQueue(t *testing.T) {
 	}
 }
 
-// Handles on one file in one process share it: closing one leaves the
-// others working, and the last one closes the file.
-func TestHandlesShareAFile(t *testing.T) {
+// Handles made with Share use one file: closing one leaves the others
+// working, and the last one closes the file.
+func TestSharedHandles(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "h.db")
@@ -93,18 +93,18 @@ func TestHandlesShareAFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := sqlitedb.Open(ctx, path, schema)
-	if err != nil {
-		t.Fatal(err)
+	b := a.Share()
+	increment := func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, "UPDATE counter SET n = n + 1")
+		return err
 	}
-	noop := func(context.Context, *sql.Tx) error { return nil }
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.InTx(ctx, noop); !errors.Is(err, sqlitedb.ErrClosed) {
+	if err := a.InTx(ctx, increment); !errors.Is(err, sqlitedb.ErrClosed) {
 		t.Fatalf("closed handle: got %v, want ErrClosed", err)
 	}
-	if err := b.InTx(ctx, noop); err != nil {
+	if err := b.InTx(ctx, increment); err != nil {
 		t.Fatalf("other handle after one closed: %v", err)
 	}
 	if err := b.Close(); err != nil {
@@ -115,8 +115,29 @@ func TestHandlesShareAFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := c.InTx(ctx, noop); err != nil {
-		t.Fatalf("reopened: %v", err)
+	var n int
+	if err := c.QueryRow(ctx, "SELECT n FROM counter").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("reopened: got n=%d (err %v), want 1", n, err)
+	}
+}
+
+// Reads cannot write: the only way to change the database is InTx, whose
+// writes are queued and grouped.
+func TestReadsCannotWrite(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := sqlitedb.Open(ctx, filepath.Join(t.TempDir(), "r.db"), schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	err = db.QueryRow(ctx, "UPDATE counter SET n = 7 RETURNING n").Scan(&n)
+	if err == nil {
+		t.Fatal("an UPDATE through QueryRow succeeded, want it refused")
+	}
+	if err := db.QueryRow(ctx, "SELECT n FROM counter").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("got n=%d (err %v), want 0", n, err)
 	}
 }
 
@@ -139,7 +160,7 @@ func TestInTxRollsBackOnError(t *testing.T) {
 		t.Fatalf("got %v, want boom", err)
 	}
 	var n int
-	if err := db.QueryRowContext(ctx, "SELECT n FROM counter").Scan(&n); err != nil || n != 0 {
+	if err := db.QueryRow(ctx, "SELECT n FROM counter").Scan(&n); err != nil || n != 0 {
 		t.Fatalf("got n=%d (err %v), want 0 after rollback", n, err)
 	}
 }
@@ -177,7 +198,7 @@ func TestGroupedWritesFailAlone(t *testing.T) {
 		}
 	}
 	var n, odd int
-	if err := db.QueryRowContext(ctx, "SELECT count(*), count(CASE WHEN n % 2 = 1 THEN 1 END) FROM rows").Scan(&n, &odd); err != nil {
+	if err := db.QueryRow(ctx, "SELECT count(*), count(CASE WHEN n % 2 = 1 THEN 1 END) FROM rows").Scan(&n, &odd); err != nil {
 		t.Fatal(err)
 	}
 	if n != 100 || odd != 0 {

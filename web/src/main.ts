@@ -4,6 +4,7 @@ import { Code, ConnectError, createClient, type Client, type Transport } from "@
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
 import { timestampDate, type Duration } from "@bufbuild/protobuf/wkt";
 import {
+  ErrorReason,
   OrderService,
   OrderStatus,
   type GetStatsResponse,
@@ -108,9 +109,9 @@ function describe(err: unknown): { kind: "bad" | "warn"; title: string; lines: s
     br.fieldViolations.map((v) => `${v.field}: ${v.description}`),
   );
   switch (true) {
-    case reason === "CARD_DECLINED":
+    case reason === ErrorReason[ErrorReason.CARD_DECLINED]:
       return { kind: "bad", title: "Your card was declined. Nothing was charged.", lines: ["Try the approved test card."] };
-    case reason === "PAYMENTS_UNAVAILABLE" || ce.code === Code.Unavailable:
+    case reason === ErrorReason[ErrorReason.PAYMENTS_UNAVAILABLE] || ce.code === Code.Unavailable:
       return {
         kind: "warn",
         title: "Payments is unavailable right now. Your order is kept as pending.",
@@ -118,7 +119,7 @@ function describe(err: unknown): { kind: "bad" | "warn"; title: string; lines: s
       };
     case ce.code === Code.InvalidArgument:
       return { kind: "bad", title: "Some of the order is not right.", lines };
-    case reason === "IDEMPOTENCY_KEY_REUSED":
+    case reason === ErrorReason[ErrorReason.IDEMPOTENCY_KEY_REUSED]:
       return { kind: "bad", title: "This checkout was already used for a different cart.", lines: ["Change the cart and pay again."] };
     case ce.code === Code.NotFound:
       return { kind: "bad", title: "That order does not exist.", lines: [] };

@@ -7,6 +7,7 @@
 package ordersv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -22,6 +23,71 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+// ErrorReason is the reason of the google.rpc.ErrorInfo detail (domain
+// "connectshop.dev") of an OrderService error: the value's name is the reason
+// string, e.g. "CARD_DECLINED", as in googleapis' google.api.ErrorReason.
+// Clients match on that string; the number is never sent.
+type ErrorReason int32
+
+const (
+	// Never sent.
+	ErrorReason_ERROR_REASON_UNSPECIFIED ErrorReason = 0
+	// CreateOrder fails with FAILED_PRECONDITION: the card was declined and
+	// nothing was charged. The order is kept, with status
+	// ORDER_STATUS_PAYMENT_DECLINED; metadata "order_id" is its id.
+	ErrorReason_CARD_DECLINED ErrorReason = 1
+	// CreateOrder fails with ALREADY_EXISTS: the idempotency key was used before
+	// for a different request.
+	ErrorReason_IDEMPOTENCY_KEY_REUSED ErrorReason = 2
+	// CreateOrder or CancelOrder fails with UNAVAILABLE: payments could not be
+	// reached or did not answer in time. Metadata "order_id" is the order's id;
+	// retry (CreateOrder with the same idempotency key).
+	ErrorReason_PAYMENTS_UNAVAILABLE ErrorReason = 3
+)
+
+// Enum value maps for ErrorReason.
+var (
+	ErrorReason_name = map[int32]string{
+		0: "ERROR_REASON_UNSPECIFIED",
+		1: "CARD_DECLINED",
+		2: "IDEMPOTENCY_KEY_REUSED",
+		3: "PAYMENTS_UNAVAILABLE",
+	}
+	ErrorReason_value = map[string]int32{
+		"ERROR_REASON_UNSPECIFIED": 0,
+		"CARD_DECLINED":            1,
+		"IDEMPOTENCY_KEY_REUSED":   2,
+		"PAYMENTS_UNAVAILABLE":     3,
+	}
+)
+
+func (x ErrorReason) Enum() *ErrorReason {
+	p := new(ErrorReason)
+	*p = x
+	return p
+}
+
+func (x ErrorReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ErrorReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_orders_v1_orders_proto_enumTypes[0].Descriptor()
+}
+
+func (ErrorReason) Type() protoreflect.EnumType {
+	return &file_orders_v1_orders_proto_enumTypes[0]
+}
+
+func (x ErrorReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ErrorReason.Descriptor instead.
+func (ErrorReason) EnumDescriptor() ([]byte, []int) {
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{0}
+}
 
 // OrderStatus is where an order is in its life.
 type OrderStatus int32
@@ -68,11 +134,11 @@ func (x OrderStatus) String() string {
 }
 
 func (OrderStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_orders_v1_orders_proto_enumTypes[0].Descriptor()
+	return file_orders_v1_orders_proto_enumTypes[1].Descriptor()
 }
 
 func (OrderStatus) Type() protoreflect.EnumType {
-	return &file_orders_v1_orders_proto_enumTypes[0]
+	return &file_orders_v1_orders_proto_enumTypes[1]
 }
 
 func (x OrderStatus) Number() protoreflect.EnumNumber {
@@ -81,7 +147,7 @@ func (x OrderStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OrderStatus.Descriptor instead.
 func (OrderStatus) EnumDescriptor() ([]byte, []int) {
-	return file_orders_v1_orders_proto_rawDescGZIP(), []int{0}
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{1}
 }
 
 // Money is an amount in the minor unit of a currency (cents for USD).
@@ -1301,7 +1367,7 @@ var File_orders_v1_orders_proto protoreflect.FileDescriptor
 
 const file_orders_v1_orders_proto_rawDesc = "" +
 	"\n" +
-	"\x16orders/v1/orders.proto\x12\torders.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"M\n" +
+	"\x16orders/v1/orders.proto\x12\torders.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"M\n" +
 	"\x05Money\x12#\n" +
 	"\rcurrency_code\x18\x01 \x01(\tR\fcurrencyCode\x12\x1f\n" +
 	"\vminor_units\x18\x02 \x01(\x03R\n" +
@@ -1380,22 +1446,29 @@ const file_orders_v1_orders_proto_rawDesc = "" +
 	"\fReplicaStats\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05calls\x18\x02 \x01(\x03R\x05calls\x12\x14\n" +
-	"\x05share\x18\x03 \x01(\x01R\x05share*\x9b\x01\n" +
+	"\x05share\x18\x03 \x01(\x01R\x05share*t\n" +
+	"\vErrorReason\x12\x1c\n" +
+	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x11\n" +
+	"\rCARD_DECLINED\x10\x01\x12\x1a\n" +
+	"\x16IDEMPOTENCY_KEY_REUSED\x10\x02\x12\x18\n" +
+	"\x14PAYMENTS_UNAVAILABLE\x10\x03*\x9b\x01\n" +
 	"\vOrderStatus\x12\x1c\n" +
 	"\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14ORDER_STATUS_PENDING\x10\x01\x12\x15\n" +
 	"\x11ORDER_STATUS_PAID\x10\x02\x12!\n" +
 	"\x1dORDER_STATUS_PAYMENT_DECLINED\x10\x03\x12\x1a\n" +
-	"\x16ORDER_STATUS_CANCELLED\x10\x042\xb9\x04\n" +
-	"\fOrderService\x12T\n" +
-	"\fListProducts\x12\x1e.orders.v1.ListProductsRequest\x1a\x1f.orders.v1.ListProductsResponse\"\x03\x90\x02\x01\x12L\n" +
-	"\vCreateOrder\x12\x1d.orders.v1.CreateOrderRequest\x1a\x1e.orders.v1.CreateOrderResponse\x12H\n" +
-	"\bGetOrder\x12\x1a.orders.v1.GetOrderRequest\x1a\x1b.orders.v1.GetOrderResponse\"\x03\x90\x02\x01\x12N\n" +
+	"\x16ORDER_STATUS_CANCELLED\x10\x042\xbc\x05\n" +
+	"\fOrderService\x12h\n" +
+	"\fListProducts\x12\x1e.orders.v1.ListProductsRequest\x1a\x1f.orders.v1.ListProductsResponse\"\x17\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/products\x90\x02\x01\x12c\n" +
+	"\vCreateOrder\x12\x1d.orders.v1.CreateOrderRequest\x1a\x1e.orders.v1.CreateOrderResponse\"\x15\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
+	"/v1/orders\x12_\n" +
+	"\bGetOrder\x12\x1a.orders.v1.GetOrderRequest\x1a\x1b.orders.v1.GetOrderResponse\"\x1a\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/orders/{id}\x90\x02\x01\x12`\n" +
 	"\n" +
-	"ListOrders\x12\x1c.orders.v1.ListOrdersRequest\x1a\x1d.orders.v1.ListOrdersResponse\"\x03\x90\x02\x01\x12Q\n" +
-	"\vCancelOrder\x12\x1d.orders.v1.CancelOrderRequest\x1a\x1e.orders.v1.CancelOrderResponse\"\x03\x90\x02\x02\x12N\n" +
-	"\vWatchOrders\x12\x1d.orders.v1.WatchOrdersRequest\x1a\x1e.orders.v1.WatchOrdersResponse0\x01\x12H\n" +
-	"\bGetStats\x12\x1a.orders.v1.GetStatsRequest\x1a\x1b.orders.v1.GetStatsResponse\"\x03\x90\x02\x01B\x9c\x01\n" +
+	"ListOrders\x12\x1c.orders.v1.ListOrdersRequest\x1a\x1d.orders.v1.ListOrdersResponse\"\x15\x82\xd3\xe4\x93\x02\f\x12\n" +
+	"/v1/orders\x90\x02\x01\x12o\n" +
+	"\vCancelOrder\x12\x1d.orders.v1.CancelOrderRequest\x1a\x1e.orders.v1.CancelOrderResponse\"!\x82\xd3\xe4\x93\x02\x18\"\x16/v1/orders/{id}:cancel\x90\x02\x02\x12N\n" +
+	"\vWatchOrders\x12\x1d.orders.v1.WatchOrdersRequest\x1a\x1e.orders.v1.WatchOrdersResponse0\x01\x12Y\n" +
+	"\bGetStats\x12\x1a.orders.v1.GetStatsRequest\x1a\x1b.orders.v1.GetStatsResponse\"\x14\x82\xd3\xe4\x93\x02\v\x12\t/v1/stats\x90\x02\x01B\x9c\x01\n" +
 	"\rcom.orders.v1B\vOrdersProtoP\x01Z9github.com/connectshop/connectshop/gen/orders/v1;ordersv1\xa2\x02\x03OXX\xaa\x02\tOrders.V1\xca\x02\tOrders\\V1\xe2\x02\x15Orders\\V1\\GPBMetadata\xea\x02\n" +
 	"Orders::V1b\x06proto3"
 
@@ -1411,68 +1484,69 @@ func file_orders_v1_orders_proto_rawDescGZIP() []byte {
 	return file_orders_v1_orders_proto_rawDescData
 }
 
-var file_orders_v1_orders_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_orders_v1_orders_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_orders_v1_orders_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_orders_v1_orders_proto_goTypes = []any{
-	(OrderStatus)(0),              // 0: orders.v1.OrderStatus
-	(*Money)(nil),                 // 1: orders.v1.Money
-	(*Product)(nil),               // 2: orders.v1.Product
-	(*CartItem)(nil),              // 3: orders.v1.CartItem
-	(*OrderItem)(nil),             // 4: orders.v1.OrderItem
-	(*Hop)(nil),                   // 5: orders.v1.Hop
-	(*Order)(nil),                 // 6: orders.v1.Order
-	(*ListProductsRequest)(nil),   // 7: orders.v1.ListProductsRequest
-	(*ListProductsResponse)(nil),  // 8: orders.v1.ListProductsResponse
-	(*CreateOrderRequest)(nil),    // 9: orders.v1.CreateOrderRequest
-	(*CreateOrderResponse)(nil),   // 10: orders.v1.CreateOrderResponse
-	(*GetOrderRequest)(nil),       // 11: orders.v1.GetOrderRequest
-	(*GetOrderResponse)(nil),      // 12: orders.v1.GetOrderResponse
-	(*ListOrdersRequest)(nil),     // 13: orders.v1.ListOrdersRequest
-	(*ListOrdersResponse)(nil),    // 14: orders.v1.ListOrdersResponse
-	(*CancelOrderRequest)(nil),    // 15: orders.v1.CancelOrderRequest
-	(*CancelOrderResponse)(nil),   // 16: orders.v1.CancelOrderResponse
-	(*WatchOrdersRequest)(nil),    // 17: orders.v1.WatchOrdersRequest
-	(*WatchOrdersResponse)(nil),   // 18: orders.v1.WatchOrdersResponse
-	(*GetStatsRequest)(nil),       // 19: orders.v1.GetStatsRequest
-	(*GetStatsResponse)(nil),      // 20: orders.v1.GetStatsResponse
-	(*ReplicaStats)(nil),          // 21: orders.v1.ReplicaStats
-	(*durationpb.Duration)(nil),   // 22: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
+	(ErrorReason)(0),              // 0: orders.v1.ErrorReason
+	(OrderStatus)(0),              // 1: orders.v1.OrderStatus
+	(*Money)(nil),                 // 2: orders.v1.Money
+	(*Product)(nil),               // 3: orders.v1.Product
+	(*CartItem)(nil),              // 4: orders.v1.CartItem
+	(*OrderItem)(nil),             // 5: orders.v1.OrderItem
+	(*Hop)(nil),                   // 6: orders.v1.Hop
+	(*Order)(nil),                 // 7: orders.v1.Order
+	(*ListProductsRequest)(nil),   // 8: orders.v1.ListProductsRequest
+	(*ListProductsResponse)(nil),  // 9: orders.v1.ListProductsResponse
+	(*CreateOrderRequest)(nil),    // 10: orders.v1.CreateOrderRequest
+	(*CreateOrderResponse)(nil),   // 11: orders.v1.CreateOrderResponse
+	(*GetOrderRequest)(nil),       // 12: orders.v1.GetOrderRequest
+	(*GetOrderResponse)(nil),      // 13: orders.v1.GetOrderResponse
+	(*ListOrdersRequest)(nil),     // 14: orders.v1.ListOrdersRequest
+	(*ListOrdersResponse)(nil),    // 15: orders.v1.ListOrdersResponse
+	(*CancelOrderRequest)(nil),    // 16: orders.v1.CancelOrderRequest
+	(*CancelOrderResponse)(nil),   // 17: orders.v1.CancelOrderResponse
+	(*WatchOrdersRequest)(nil),    // 18: orders.v1.WatchOrdersRequest
+	(*WatchOrdersResponse)(nil),   // 19: orders.v1.WatchOrdersResponse
+	(*GetStatsRequest)(nil),       // 20: orders.v1.GetStatsRequest
+	(*GetStatsResponse)(nil),      // 21: orders.v1.GetStatsResponse
+	(*ReplicaStats)(nil),          // 22: orders.v1.ReplicaStats
+	(*durationpb.Duration)(nil),   // 23: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
 }
 var file_orders_v1_orders_proto_depIdxs = []int32{
-	1,  // 0: orders.v1.Product.price:type_name -> orders.v1.Money
-	1,  // 1: orders.v1.OrderItem.unit_price:type_name -> orders.v1.Money
-	1,  // 2: orders.v1.OrderItem.line_total:type_name -> orders.v1.Money
-	22, // 3: orders.v1.Hop.duration:type_name -> google.protobuf.Duration
-	0,  // 4: orders.v1.Order.status:type_name -> orders.v1.OrderStatus
-	4,  // 5: orders.v1.Order.items:type_name -> orders.v1.OrderItem
-	1,  // 6: orders.v1.Order.total:type_name -> orders.v1.Money
-	5,  // 7: orders.v1.Order.hops:type_name -> orders.v1.Hop
-	23, // 8: orders.v1.Order.created_at:type_name -> google.protobuf.Timestamp
-	23, // 9: orders.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
-	2,  // 10: orders.v1.ListProductsResponse.products:type_name -> orders.v1.Product
-	3,  // 11: orders.v1.CreateOrderRequest.items:type_name -> orders.v1.CartItem
-	6,  // 12: orders.v1.CreateOrderResponse.order:type_name -> orders.v1.Order
-	6,  // 13: orders.v1.GetOrderResponse.order:type_name -> orders.v1.Order
-	6,  // 14: orders.v1.ListOrdersResponse.orders:type_name -> orders.v1.Order
-	6,  // 15: orders.v1.CancelOrderResponse.order:type_name -> orders.v1.Order
-	6,  // 16: orders.v1.WatchOrdersResponse.order:type_name -> orders.v1.Order
-	21, // 17: orders.v1.GetStatsResponse.replicas:type_name -> orders.v1.ReplicaStats
-	23, // 18: orders.v1.GetStatsResponse.since:type_name -> google.protobuf.Timestamp
-	7,  // 19: orders.v1.OrderService.ListProducts:input_type -> orders.v1.ListProductsRequest
-	9,  // 20: orders.v1.OrderService.CreateOrder:input_type -> orders.v1.CreateOrderRequest
-	11, // 21: orders.v1.OrderService.GetOrder:input_type -> orders.v1.GetOrderRequest
-	13, // 22: orders.v1.OrderService.ListOrders:input_type -> orders.v1.ListOrdersRequest
-	15, // 23: orders.v1.OrderService.CancelOrder:input_type -> orders.v1.CancelOrderRequest
-	17, // 24: orders.v1.OrderService.WatchOrders:input_type -> orders.v1.WatchOrdersRequest
-	19, // 25: orders.v1.OrderService.GetStats:input_type -> orders.v1.GetStatsRequest
-	8,  // 26: orders.v1.OrderService.ListProducts:output_type -> orders.v1.ListProductsResponse
-	10, // 27: orders.v1.OrderService.CreateOrder:output_type -> orders.v1.CreateOrderResponse
-	12, // 28: orders.v1.OrderService.GetOrder:output_type -> orders.v1.GetOrderResponse
-	14, // 29: orders.v1.OrderService.ListOrders:output_type -> orders.v1.ListOrdersResponse
-	16, // 30: orders.v1.OrderService.CancelOrder:output_type -> orders.v1.CancelOrderResponse
-	18, // 31: orders.v1.OrderService.WatchOrders:output_type -> orders.v1.WatchOrdersResponse
-	20, // 32: orders.v1.OrderService.GetStats:output_type -> orders.v1.GetStatsResponse
+	2,  // 0: orders.v1.Product.price:type_name -> orders.v1.Money
+	2,  // 1: orders.v1.OrderItem.unit_price:type_name -> orders.v1.Money
+	2,  // 2: orders.v1.OrderItem.line_total:type_name -> orders.v1.Money
+	23, // 3: orders.v1.Hop.duration:type_name -> google.protobuf.Duration
+	1,  // 4: orders.v1.Order.status:type_name -> orders.v1.OrderStatus
+	5,  // 5: orders.v1.Order.items:type_name -> orders.v1.OrderItem
+	2,  // 6: orders.v1.Order.total:type_name -> orders.v1.Money
+	6,  // 7: orders.v1.Order.hops:type_name -> orders.v1.Hop
+	24, // 8: orders.v1.Order.created_at:type_name -> google.protobuf.Timestamp
+	24, // 9: orders.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
+	3,  // 10: orders.v1.ListProductsResponse.products:type_name -> orders.v1.Product
+	4,  // 11: orders.v1.CreateOrderRequest.items:type_name -> orders.v1.CartItem
+	7,  // 12: orders.v1.CreateOrderResponse.order:type_name -> orders.v1.Order
+	7,  // 13: orders.v1.GetOrderResponse.order:type_name -> orders.v1.Order
+	7,  // 14: orders.v1.ListOrdersResponse.orders:type_name -> orders.v1.Order
+	7,  // 15: orders.v1.CancelOrderResponse.order:type_name -> orders.v1.Order
+	7,  // 16: orders.v1.WatchOrdersResponse.order:type_name -> orders.v1.Order
+	22, // 17: orders.v1.GetStatsResponse.replicas:type_name -> orders.v1.ReplicaStats
+	24, // 18: orders.v1.GetStatsResponse.since:type_name -> google.protobuf.Timestamp
+	8,  // 19: orders.v1.OrderService.ListProducts:input_type -> orders.v1.ListProductsRequest
+	10, // 20: orders.v1.OrderService.CreateOrder:input_type -> orders.v1.CreateOrderRequest
+	12, // 21: orders.v1.OrderService.GetOrder:input_type -> orders.v1.GetOrderRequest
+	14, // 22: orders.v1.OrderService.ListOrders:input_type -> orders.v1.ListOrdersRequest
+	16, // 23: orders.v1.OrderService.CancelOrder:input_type -> orders.v1.CancelOrderRequest
+	18, // 24: orders.v1.OrderService.WatchOrders:input_type -> orders.v1.WatchOrdersRequest
+	20, // 25: orders.v1.OrderService.GetStats:input_type -> orders.v1.GetStatsRequest
+	9,  // 26: orders.v1.OrderService.ListProducts:output_type -> orders.v1.ListProductsResponse
+	11, // 27: orders.v1.OrderService.CreateOrder:output_type -> orders.v1.CreateOrderResponse
+	13, // 28: orders.v1.OrderService.GetOrder:output_type -> orders.v1.GetOrderResponse
+	15, // 29: orders.v1.OrderService.ListOrders:output_type -> orders.v1.ListOrdersResponse
+	17, // 30: orders.v1.OrderService.CancelOrder:output_type -> orders.v1.CancelOrderResponse
+	19, // 31: orders.v1.OrderService.WatchOrders:output_type -> orders.v1.WatchOrdersResponse
+	21, // 32: orders.v1.OrderService.GetStats:output_type -> orders.v1.GetStatsResponse
 	26, // [26:33] is the sub-list for method output_type
 	19, // [19:26] is the sub-list for method input_type
 	19, // [19:19] is the sub-list for extension type_name
@@ -1490,7 +1564,7 @@ func file_orders_v1_orders_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orders_v1_orders_proto_rawDesc), len(file_orders_v1_orders_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -22,6 +22,64 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ErrorReason is the reason of the google.rpc.ErrorInfo detail (domain
+// "connectshop.dev") of a PaymentService error: the value's name is the reason
+// string, e.g. "CARD_DECLINED", as in googleapis' google.api.ErrorReason.
+// Callers match on that string; the number is never sent.
+type ErrorReason int32
+
+const (
+	// Never sent.
+	ErrorReason_ERROR_REASON_UNSPECIFIED ErrorReason = 0
+	// Charge fails with FAILED_PRECONDITION: the card was declined and nothing
+	// was charged. Metadata "payment_id" is the declined payment's id.
+	ErrorReason_CARD_DECLINED ErrorReason = 1
+	// Charge fails with ALREADY_EXISTS: the idempotency key was used before for
+	// a different request.
+	ErrorReason_IDEMPOTENCY_KEY_REUSED ErrorReason = 2
+)
+
+// Enum value maps for ErrorReason.
+var (
+	ErrorReason_name = map[int32]string{
+		0: "ERROR_REASON_UNSPECIFIED",
+		1: "CARD_DECLINED",
+		2: "IDEMPOTENCY_KEY_REUSED",
+	}
+	ErrorReason_value = map[string]int32{
+		"ERROR_REASON_UNSPECIFIED": 0,
+		"CARD_DECLINED":            1,
+		"IDEMPOTENCY_KEY_REUSED":   2,
+	}
+)
+
+func (x ErrorReason) Enum() *ErrorReason {
+	p := new(ErrorReason)
+	*p = x
+	return p
+}
+
+func (x ErrorReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ErrorReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_payments_v1_payments_proto_enumTypes[0].Descriptor()
+}
+
+func (ErrorReason) Type() protoreflect.EnumType {
+	return &file_payments_v1_payments_proto_enumTypes[0]
+}
+
+func (x ErrorReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ErrorReason.Descriptor instead.
+func (ErrorReason) EnumDescriptor() ([]byte, []int) {
+	return file_payments_v1_payments_proto_rawDescGZIP(), []int{0}
+}
+
 // PaymentStatus is where a payment is in its life.
 type PaymentStatus int32
 
@@ -63,11 +121,11 @@ func (x PaymentStatus) String() string {
 }
 
 func (PaymentStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_payments_v1_payments_proto_enumTypes[0].Descriptor()
+	return file_payments_v1_payments_proto_enumTypes[1].Descriptor()
 }
 
 func (PaymentStatus) Type() protoreflect.EnumType {
-	return &file_payments_v1_payments_proto_enumTypes[0]
+	return &file_payments_v1_payments_proto_enumTypes[1]
 }
 
 func (x PaymentStatus) Number() protoreflect.EnumNumber {
@@ -76,7 +134,7 @@ func (x PaymentStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PaymentStatus.Descriptor instead.
 func (PaymentStatus) EnumDescriptor() ([]byte, []int) {
-	return file_payments_v1_payments_proto_rawDescGZIP(), []int{0}
+	return file_payments_v1_payments_proto_rawDescGZIP(), []int{1}
 }
 
 // Money is an amount in the minor unit of a currency (cents for USD).
@@ -571,7 +629,11 @@ const file_payments_v1_payments_proto_rawDesc = "" +
 	"\x11GetPaymentRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"D\n" +
 	"\x12GetPaymentResponse\x12.\n" +
-	"\apayment\x18\x01 \x01(\v2\x14.payments.v1.PaymentR\apayment*\x86\x01\n" +
+	"\apayment\x18\x01 \x01(\v2\x14.payments.v1.PaymentR\apayment*Z\n" +
+	"\vErrorReason\x12\x1c\n" +
+	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x11\n" +
+	"\rCARD_DECLINED\x10\x01\x12\x1a\n" +
+	"\x16IDEMPOTENCY_KEY_REUSED\x10\x02*\x86\x01\n" +
 	"\rPaymentStatus\x12\x1e\n" +
 	"\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17PAYMENT_STATUS_CAPTURED\x10\x01\x12\x1b\n" +
@@ -596,35 +658,36 @@ func file_payments_v1_payments_proto_rawDescGZIP() []byte {
 	return file_payments_v1_payments_proto_rawDescData
 }
 
-var file_payments_v1_payments_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_payments_v1_payments_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_payments_v1_payments_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_payments_v1_payments_proto_goTypes = []any{
-	(PaymentStatus)(0),            // 0: payments.v1.PaymentStatus
-	(*Money)(nil),                 // 1: payments.v1.Money
-	(*Payment)(nil),               // 2: payments.v1.Payment
-	(*ChargeRequest)(nil),         // 3: payments.v1.ChargeRequest
-	(*ChargeResponse)(nil),        // 4: payments.v1.ChargeResponse
-	(*RefundRequest)(nil),         // 5: payments.v1.RefundRequest
-	(*RefundResponse)(nil),        // 6: payments.v1.RefundResponse
-	(*GetPaymentRequest)(nil),     // 7: payments.v1.GetPaymentRequest
-	(*GetPaymentResponse)(nil),    // 8: payments.v1.GetPaymentResponse
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(ErrorReason)(0),              // 0: payments.v1.ErrorReason
+	(PaymentStatus)(0),            // 1: payments.v1.PaymentStatus
+	(*Money)(nil),                 // 2: payments.v1.Money
+	(*Payment)(nil),               // 3: payments.v1.Payment
+	(*ChargeRequest)(nil),         // 4: payments.v1.ChargeRequest
+	(*ChargeResponse)(nil),        // 5: payments.v1.ChargeResponse
+	(*RefundRequest)(nil),         // 6: payments.v1.RefundRequest
+	(*RefundResponse)(nil),        // 7: payments.v1.RefundResponse
+	(*GetPaymentRequest)(nil),     // 8: payments.v1.GetPaymentRequest
+	(*GetPaymentResponse)(nil),    // 9: payments.v1.GetPaymentResponse
+	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
 }
 var file_payments_v1_payments_proto_depIdxs = []int32{
-	0,  // 0: payments.v1.Payment.status:type_name -> payments.v1.PaymentStatus
-	1,  // 1: payments.v1.Payment.amount:type_name -> payments.v1.Money
-	9,  // 2: payments.v1.Payment.created_at:type_name -> google.protobuf.Timestamp
-	9,  // 3: payments.v1.Payment.refunded_at:type_name -> google.protobuf.Timestamp
-	1,  // 4: payments.v1.ChargeRequest.amount:type_name -> payments.v1.Money
-	2,  // 5: payments.v1.ChargeResponse.payment:type_name -> payments.v1.Payment
-	2,  // 6: payments.v1.RefundResponse.payment:type_name -> payments.v1.Payment
-	2,  // 7: payments.v1.GetPaymentResponse.payment:type_name -> payments.v1.Payment
-	3,  // 8: payments.v1.PaymentService.Charge:input_type -> payments.v1.ChargeRequest
-	5,  // 9: payments.v1.PaymentService.Refund:input_type -> payments.v1.RefundRequest
-	7,  // 10: payments.v1.PaymentService.GetPayment:input_type -> payments.v1.GetPaymentRequest
-	4,  // 11: payments.v1.PaymentService.Charge:output_type -> payments.v1.ChargeResponse
-	6,  // 12: payments.v1.PaymentService.Refund:output_type -> payments.v1.RefundResponse
-	8,  // 13: payments.v1.PaymentService.GetPayment:output_type -> payments.v1.GetPaymentResponse
+	1,  // 0: payments.v1.Payment.status:type_name -> payments.v1.PaymentStatus
+	2,  // 1: payments.v1.Payment.amount:type_name -> payments.v1.Money
+	10, // 2: payments.v1.Payment.created_at:type_name -> google.protobuf.Timestamp
+	10, // 3: payments.v1.Payment.refunded_at:type_name -> google.protobuf.Timestamp
+	2,  // 4: payments.v1.ChargeRequest.amount:type_name -> payments.v1.Money
+	3,  // 5: payments.v1.ChargeResponse.payment:type_name -> payments.v1.Payment
+	3,  // 6: payments.v1.RefundResponse.payment:type_name -> payments.v1.Payment
+	3,  // 7: payments.v1.GetPaymentResponse.payment:type_name -> payments.v1.Payment
+	4,  // 8: payments.v1.PaymentService.Charge:input_type -> payments.v1.ChargeRequest
+	6,  // 9: payments.v1.PaymentService.Refund:input_type -> payments.v1.RefundRequest
+	8,  // 10: payments.v1.PaymentService.GetPayment:input_type -> payments.v1.GetPaymentRequest
+	5,  // 11: payments.v1.PaymentService.Charge:output_type -> payments.v1.ChargeResponse
+	7,  // 12: payments.v1.PaymentService.Refund:output_type -> payments.v1.RefundResponse
+	9,  // 13: payments.v1.PaymentService.GetPayment:output_type -> payments.v1.GetPaymentResponse
 	11, // [11:14] is the sub-list for method output_type
 	8,  // [8:11] is the sub-list for method input_type
 	8,  // [8:8] is the sub-list for extension type_name
@@ -642,7 +705,7 @@ func file_payments_v1_payments_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_payments_v1_payments_proto_rawDesc), len(file_payments_v1_payments_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,

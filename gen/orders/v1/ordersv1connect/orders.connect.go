@@ -63,7 +63,8 @@ type OrderServiceClient interface {
 	// violations) on bad input, FAILED_PRECONDITION (reason CARD_DECLINED) if the
 	// card is declined (the declined order is kept), ALREADY_EXISTS (reason
 	// IDEMPOTENCY_KEY_REUSED) if the key was used for a different request, and
-	// UNAVAILABLE if payments cannot be reached (retry with the same key).
+	// UNAVAILABLE (reason PAYMENTS_UNAVAILABLE) if payments cannot be reached
+	// (retry with the same key).
 	CreateOrder(context.Context, *connect.Request[v1.CreateOrderRequest]) (*connect.Response[v1.CreateOrderResponse], error)
 	// GetOrder returns one order. Fails with NOT_FOUND if the id is unknown.
 	GetOrder(context.Context, *connect.Request[v1.GetOrderRequest]) (*connect.Response[v1.GetOrderResponse], error)
@@ -73,7 +74,7 @@ type OrderServiceClient interface {
 	// CancelOrder cancels a paid order and refunds its payment. Cancelling a
 	// cancelled order returns it unchanged. Fails with NOT_FOUND if the id is
 	// unknown, FAILED_PRECONDITION if the order was never paid, and UNAVAILABLE
-	// if payments cannot be reached (retry).
+	// (reason PAYMENTS_UNAVAILABLE) if payments cannot be reached (retry).
 	CancelOrder(context.Context, *connect.Request[v1.CancelOrderRequest]) (*connect.Response[v1.CancelOrderResponse], error)
 	// WatchOrders streams every order that is created or changes state from now
 	// on, until the client goes away.
@@ -200,7 +201,8 @@ type OrderServiceHandler interface {
 	// violations) on bad input, FAILED_PRECONDITION (reason CARD_DECLINED) if the
 	// card is declined (the declined order is kept), ALREADY_EXISTS (reason
 	// IDEMPOTENCY_KEY_REUSED) if the key was used for a different request, and
-	// UNAVAILABLE if payments cannot be reached (retry with the same key).
+	// UNAVAILABLE (reason PAYMENTS_UNAVAILABLE) if payments cannot be reached
+	// (retry with the same key).
 	CreateOrder(context.Context, *connect.Request[v1.CreateOrderRequest]) (*connect.Response[v1.CreateOrderResponse], error)
 	// GetOrder returns one order. Fails with NOT_FOUND if the id is unknown.
 	GetOrder(context.Context, *connect.Request[v1.GetOrderRequest]) (*connect.Response[v1.GetOrderResponse], error)
@@ -210,7 +212,7 @@ type OrderServiceHandler interface {
 	// CancelOrder cancels a paid order and refunds its payment. Cancelling a
 	// cancelled order returns it unchanged. Fails with NOT_FOUND if the id is
 	// unknown, FAILED_PRECONDITION if the order was never paid, and UNAVAILABLE
-	// if payments cannot be reached (retry).
+	// (reason PAYMENTS_UNAVAILABLE) if payments cannot be reached (retry).
 	CancelOrder(context.Context, *connect.Request[v1.CancelOrderRequest]) (*connect.Response[v1.CancelOrderResponse], error)
 	// WatchOrders streams every order that is created or changes state from now
 	// on, until the client goes away.

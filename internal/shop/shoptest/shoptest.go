@@ -1,5 +1,5 @@
-// Package launchtest runs the whole shop for a test or a benchmark.
-package launchtest
+// Package shoptest runs the whole shop for a test or a benchmark.
+package shoptest
 
 import (
 	"context"
@@ -7,16 +7,15 @@ import (
 	"net"
 	"testing"
 
-	"github.com/connectshop/connectshop/internal/launch"
-	"github.com/connectshop/connectshop/payments"
+	"github.com/connectshop/connectshop/internal/shop"
 	"github.com/connectshop/connectshop/web"
 )
 
-// Shop runs the shop as cmd/shop does (three payments replicas sharing one
+// Start runs the shop as cmd/shop does (three payments replicas sharing one
 // SQLite file, orders spreading calls over them, the page) on loopback ports
 // the system chooses, with data in a temporary directory, until the test
 // ends. It returns the URL of orders and the page.
-func Shop(tb testing.TB, logger *slog.Logger) string {
+func Start(tb testing.TB, logger *slog.Logger) string {
 	tb.Helper()
 	lis := make([]net.Listener, 4) // orders, then the replicas
 	for i := range lis {
@@ -28,8 +27,13 @@ func Shop(tb testing.TB, logger *slog.Logger) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- launch.Shop(ctx, logger, lis[0], lis[1:], tb.TempDir(), web.Handler(), payments.Faults{}, nil)
+		done <- shop.Run(ctx, shop.Config{Logger: logger, Orders: lis[0], Payments: lis[1:], Dir: tb.TempDir(), Page: web.Handler()})
 	}()
-	tb.Cleanup(func() { cancel(); <-done })
+	tb.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			tb.Errorf("shop: %v", err)
+		}
+	})
 	return "http://" + lis[0].Addr().String()
 }

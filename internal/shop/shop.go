@@ -1,0 +1,146 @@
+// Package shop runs the whole shop in one process: payments replicas, each on
+// its own listener and sharing one database, and orders, which spreads its
+// payment calls over all of them, with the page. cmd/shop, the page's browser
+// test and the flow benchmark run it.
+package shop
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/connectshop/connectshop/orders"
+	orderssqlite "github.com/connectshop/connectshop/orders/sqlite"
+	"github.com/connectshop/connectshop/payments"
+	paymentssqlite "github.com/connectshop/connectshop/payments/sqlite"
+)
+
+// Config is a shop to run. Orders and at least one Payments listener are
+// required.
+type Config struct {
+	// Logger gets every server's lines, each with a "service" attribute.
+	Logger *slog.Logger
+	// Orders is where orders and the page listen.
+	Orders net.Listener
+	// Payments are where the replicas listen: payments-1, payments-2...
+	Payments []net.Listener
+	// Dir holds the SQLite files: orders.db, and payments.db, which every
+	// replica shares.
+	Dir string
+	// Page is served by orders at "/".
+	Page http.Handler
+	// Faults are injected into payments-1 only; the others stay healthy, for
+	// contrast.
+	Faults payments.Faults
+	// AllowedOrigins are the browser origins allowed to call across origins.
+	AllowedOrigins []string
+}
+
+// server is what the shop runs of orders and payments.
+type server interface {
+	Serve(context.Context, net.Listener) error
+	Close() error
+}
+
+// Run runs the shop until ctx is done or a server fails; the first server to
+// stop stops the others. It closes every listener.
+func Run(ctx context.Context, cfg Config) error {
+	servers, listeners, err := build(ctx, cfg)
+	if err != nil {
+		for _, lis := range append([]net.Listener{cfg.Orders}, cfg.Payments...) {
+			lis.Close()
+		}
+		return err
+	}
+	cfg.Logger.Info("shop is open", "page", "http://"+cfg.Orders.Addr().String(), "payments", targets(cfg.Payments))
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, len(servers))
+	for i, srv := range servers {
+		go func() { errc <- srv.Serve(ctx, listeners[i]) }()
+	}
+	var errs []error
+	for range servers {
+		errs = append(errs, <-errc)
+		cancel()
+	}
+	// Orders first: it calls payments until it is closed.
+	for _, srv := range servers {
+		errs = append(errs, srv.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// build assembles orders and the replicas, and returns them with their
+// listeners, orders first.
+func build(ctx context.Context, cfg Config) (servers []server, listeners []net.Listener, err error) {
+	if cfg.Orders == nil || len(cfg.Payments) == 0 {
+		return nil, nil, errors.New("shop: want an orders listener and at least one payments listener")
+	}
+	defer func() {
+		if err != nil {
+			for _, srv := range slices.Backward(servers) {
+				srv.Close()
+			}
+			servers = nil
+		}
+	}()
+	paymentsStore, err := paymentssqlite.Open(ctx, filepath.Join(cfg.Dir, "payments.db"))
+	if err != nil {
+		return nil, nil, err
+	}
+	var replicas []server
+	for i := range cfg.Payments {
+		name := "payments-" + strconv.Itoa(i+1)
+		store := paymentsStore // the first replica takes the handle, the others share its file
+		if i > 0 {
+			store = paymentsStore.Share()
+		}
+		faults := cfg.Faults
+		if i > 0 {
+			faults = payments.Faults{}
+		}
+		srv, err := payments.New(payments.Config{
+			Name:           name,
+			Logger:         cfg.Logger.With("service", name),
+			Store:          store,
+			Faults:         faults,
+			AllowedOrigins: cfg.AllowedOrigins,
+		})
+		if err != nil {
+			return replicas, nil, err
+		}
+		replicas = append(replicas, srv)
+	}
+	ordersStore, err := orderssqlite.Open(ctx, filepath.Join(cfg.Dir, "orders.db"))
+	if err != nil {
+		return replicas, nil, err
+	}
+	ordersSrv, err := orders.New(orders.Config{
+		Logger:         cfg.Logger.With("service", "orders"),
+		Store:          ordersStore,
+		Payments:       orders.PaymentsConfig{Target: targets(cfg.Payments)},
+		Page:           cfg.Page,
+		AllowedOrigins: cfg.AllowedOrigins,
+	})
+	if err != nil {
+		return replicas, nil, err
+	}
+	return append([]server{ordersSrv}, replicas...), append([]net.Listener{cfg.Orders}, cfg.Payments...), nil
+}
+
+// targets returns the replicas' listeners as a payments target.
+func targets(lis []net.Listener) string {
+	t := make([]string, len(lis))
+	for i, l := range lis {
+		t[i] = "http://" + l.Addr().String()
+	}
+	return strings.Join(t, ",")
+}

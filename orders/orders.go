@@ -1,0 +1,123 @@
+package orders
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/connectshop/connectshop/gen/orders/v1/ordersv1connect"
+	"github.com/connectshop/connectshop/internal/rpc"
+)
+
+// Config is everything an orders service is made of. Store and
+// Payments.Target are required.
+type Config struct {
+	// Logger gets a line per call and every failure; nil discards them.
+	Logger *slog.Logger
+	// Store keeps the orders. The service owns it from [New] on: [Server.Close]
+	// closes it, also when New fails.
+	Store Store
+	// Payments is how to reach the payments replicas.
+	Payments PaymentsConfig
+	// Page is served at "/" (the demo page); nil serves nothing there.
+	Page http.Handler
+	// AllowedOrigins are the browser origins allowed to call across origins
+	// (CORS); the page itself is same-origin and needs none.
+	AllowedOrigins []string
+	// RecoveryInterval is how often orders left pending are settled; default
+	// 30 s.
+	RecoveryInterval time.Duration
+
+	wrapPayments func(Payments) Payments // tests: inject failures
+}
+
+const defaultRecoveryInterval = 30 * time.Second
+
+// Server is a running orders service: its HTTP server, the payments client,
+// the store and the recovery loop. Serve its [Server.HTTPServer] (or call
+// [Server.Serve]), then [Server.Close] it.
+type Server struct {
+	http     *http.Server
+	svc      *Service
+	logger   *slog.Logger
+	store    Store
+	payments *PaymentsClient
+	stop     context.CancelFunc
+	loops    sync.WaitGroup
+	close    sync.Once
+	closeErr error
+}
+
+// New builds the orders service of cfg and starts its recovery loop. It is
+// the one place where an orders service is assembled.
+func New(cfg Config) (*Server, error) {
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Store == nil {
+		return nil, errors.New("orders: no store")
+	}
+	paymentsClient, err := NewPaymentsClient(cfg.Payments)
+	if err != nil {
+		return nil, errors.Join(err, cfg.Store.Close())
+	}
+	var pay Payments = paymentsClient
+	if cfg.wrapPayments != nil {
+		pay = cfg.wrapPayments(pay)
+	}
+	svc := newService(logger, cfg.Store, pay, cfg.Payments.timeout())
+
+	mux := rpc.NewServeMux(ordersv1connect.OrderServiceName)
+	path, handler := ordersv1connect.NewOrderServiceHandler(svc, rpc.HandlerOptions(logger, serverName))
+	mux.Handle(path, handler)               // Connect, gRPC, gRPC-Web
+	mux.Handle("/v1/", rest(path, handler)) // REST, transcoded into calls of the same handler
+	if cfg.Page != nil {
+		mux.Handle("/", cfg.Page)
+	}
+	httpServer := rpc.NewHTTPServer(rpc.Middleware(mux, cfg.AllowedOrigins), logger)
+	// End every WatchOrders stream when the server shuts down, so a graceful
+	// shutdown does not wait for them.
+	httpServer.RegisterOnShutdown(svc.hub.close)
+
+	s := &Server{http: httpServer, svc: svc, logger: logger, store: cfg.Store, payments: paymentsClient}
+	ctx, stop := context.WithCancel(context.Background())
+	s.stop = stop
+	interval := cfg.RecoveryInterval
+	if interval <= 0 {
+		interval = defaultRecoveryInterval
+	}
+	s.loops.Go(func() { svc.runRecovery(ctx, interval) })
+	return s, nil
+}
+
+// HTTPServer returns the server to serve: Connect, gRPC and gRPC-Web on the
+// OrderService, its REST routes, health, reflection and the page, over
+// HTTP/1.1 and h2c.
+func (s *Server) HTTPServer() *http.Server { return s.http }
+
+// Serve serves on lis until ctx is done, then shuts down gracefully (see
+// [rpc.Serve]). It does not close s.
+func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+	return rpc.Serve(ctx, s.http, lis, s.logger)
+}
+
+// HealthyPayments returns how many payments replicas pass their health
+// checks now.
+func (s *Server) HealthyPayments() int { return s.payments.HealthyReplicas() }
+
+// Close stops the recovery loop and waits for it, then closes the payments
+// client and the store. Call it after the HTTP server has shut down; calling
+// it again does nothing.
+func (s *Server) Close() error {
+	s.close.Do(func() {
+		s.stop()
+		s.loops.Wait()
+		s.closeErr = errors.Join(s.payments.Close(), s.store.Close())
+	})
+	return s.closeErr
+}

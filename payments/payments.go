@@ -1,0 +1,91 @@
+package payments
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+
+	"connectrpc.com/connect"
+	"github.com/connectshop/connectshop/gen/payments/v1/paymentsv1connect"
+	"github.com/connectshop/connectshop/internal/rpc"
+)
+
+// Config is everything a payments replica is made of. Name and Store are
+// required.
+type Config struct {
+	// Name is the replica's name, recorded on every payment it charges and
+	// reported in hops ("payments-1").
+	Name string
+	// Logger gets a line per call and every failure; nil discards them.
+	Logger *slog.Logger
+	// Store keeps the payments; replicas may share one database. The replica
+	// owns the store from [New] on: [Server.Close] closes it, also when New
+	// fails.
+	Store Store
+	// Faults, if not zero, are injected into PaymentService calls (not health
+	// checks), for demos and tests.
+	Faults Faults
+	// AllowedOrigins are the browser origins allowed to call (CORS).
+	AllowedOrigins []string
+}
+
+// Server is a running payments replica: its HTTP server and its store.
+// Serve its [Server.HTTPServer] (or call [Server.Serve]), then
+// [Server.Close] it.
+type Server struct {
+	http   *http.Server
+	logger *slog.Logger
+	store  Store
+	close  sync.Once
+	err    error
+}
+
+// New builds the payments replica of cfg. It is the one place where a
+// payments replica is assembled.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("payments: no store")
+	}
+	if cfg.Name == "" {
+		return nil, errors.Join(errors.New("payments: no replica name"), cfg.Store.Close())
+	}
+	if err := cfg.Faults.Validate(); err != nil {
+		return nil, errors.Join(err, cfg.Store.Close())
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	svc := &Service{logger: logger, store: cfg.Store, replica: cfg.Name}
+	opts := []connect.HandlerOption{rpc.HandlerOptions(logger, cfg.Name)}
+	if cfg.Faults.enabled() {
+		opts = append(opts, connect.WithInterceptors(cfg.Faults.interceptor()))
+	}
+	mux := rpc.NewServeMux(paymentsv1connect.PaymentServiceName)
+	mux.Handle(paymentsv1connect.NewPaymentServiceHandler(svc, opts...))
+	return &Server{
+		http:   rpc.NewHTTPServer(rpc.Middleware(mux, cfg.AllowedOrigins), logger),
+		logger: logger,
+		store:  cfg.Store,
+	}, nil
+}
+
+// HTTPServer returns the server to serve: Connect, gRPC and gRPC-Web on the
+// PaymentService, health and reflection, over HTTP/1.1 and h2c.
+func (s *Server) HTTPServer() *http.Server { return s.http }
+
+// Serve serves on lis until ctx is done, then shuts down gracefully (see
+// [rpc.Serve]). It does not close s.
+func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+	return rpc.Serve(ctx, s.http, lis, s.logger)
+}
+
+// Close closes the store. Call it after the HTTP server has shut down;
+// calling it again does nothing.
+func (s *Server) Close() error {
+	s.close.Do(func() { s.err = s.store.Close() })
+	return s.err
+}
