@@ -4,8 +4,8 @@ import (
 	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
 )
 
-// Currency is the currency of every price in the catalog.
-const Currency = "USD"
+// currency is the currency of every price in the catalog.
+const currency = "USD"
 
 // catalog is what the shop sells. Prices live here, on the server: a client
 // only says which products it wants and how many.
@@ -26,5 +26,5 @@ var productsByID = func() map[string]*ordersv1.Product {
 }()
 
 func usd(minorUnits int64) *ordersv1.Money {
-	return &ordersv1.Money{CurrencyCode: Currency, MinorUnits: minorUnits}
+	return &ordersv1.Money{CurrencyCode: currency, MinorUnits: minorUnits}
 }

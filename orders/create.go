@@ -30,7 +30,7 @@ func (s *Service) CreateOrder(ctx context.Context, req *connect.Request[ordersv1
 		return nil, err
 	}
 	items, total := price(msg.GetItems())
-	key, err := idempotencyKey(msg.GetIdempotencyKey(), req.Header().Get(IdempotencyKeyHeader))
+	key, err := idempotencyKey(msg.GetIdempotencyKey(), req.Header().Get(idempotencyKeyHeader))
 	if err != nil {
 		return nil, err
 	}
@@ -120,14 +120,14 @@ func idempotencyKey(field, header string) (string, error) {
 	switch {
 	case field != "" && header != "" && field != header:
 		var v rpc.Violations
-		v.Add("idempotency_key", "differs from the %s header", IdempotencyKeyHeader)
+		v.Add("idempotency_key", "differs from the %s header", idempotencyKeyHeader)
 		return "", v.Err()
 	case field != "":
 		return field, nil
 	case header != "":
 		if !rpc.ValidIdempotencyKey(header) {
 			var v rpc.Violations
-			v.Add("idempotency_key", "%s header %s", IdempotencyKeyHeader, rpc.IdempotencyKeyRule)
+			v.Add("idempotency_key", "%s header %s", idempotencyKeyHeader, rpc.IdempotencyKeyRule)
 			return "", v.Err()
 		}
 		return header, nil

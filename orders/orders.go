@@ -45,7 +45,7 @@ type Server struct {
 	svc      *Service
 	logger   *slog.Logger
 	store    Store
-	payments *PaymentsClient
+	payments *paymentsClient
 	stop     context.CancelFunc
 	loops    sync.WaitGroup
 	close    sync.Once
@@ -62,11 +62,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("orders: no store")
 	}
-	paymentsClient, err := NewPaymentsClient(cfg.Payments)
+	client, err := newPaymentsClient(cfg.Payments)
 	if err != nil {
 		return nil, errors.Join(err, cfg.Store.Close())
 	}
-	var pay Payments = paymentsClient
+	var pay Payments = client
 	if cfg.wrapPayments != nil {
 		pay = cfg.wrapPayments(pay)
 	}
@@ -84,7 +84,7 @@ func New(cfg Config) (*Server, error) {
 	// shutdown does not wait for them.
 	httpServer.RegisterOnShutdown(svc.hub.close)
 
-	s := &Server{http: httpServer, svc: svc, logger: logger, store: cfg.Store, payments: paymentsClient}
+	s := &Server{http: httpServer, svc: svc, logger: logger, store: cfg.Store, payments: client}
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	interval := cfg.RecoveryInterval
@@ -108,7 +108,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 
 // HealthyPayments returns how many payments replicas pass their health
 // checks now.
-func (s *Server) HealthyPayments() int { return s.payments.HealthyReplicas() }
+func (s *Server) HealthyPayments() int { return s.payments.healthyReplicas() }
 
 // Close stops the recovery loop and waits for it, then closes the payments
 // client and the store. Call it after the HTTP server has shut down; calling

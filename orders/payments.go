@@ -15,8 +15,8 @@ import (
 	"github.com/connectshop/connectshop/internal/rpc"
 )
 
-// Payments is what orders needs of the payments service. [PaymentsClient]
-// implements it.
+// Payments is what orders needs of the payments service. The client built
+// from [PaymentsConfig] implements it.
 type Payments interface {
 	Charge(context.Context, *connect.Request[paymentsv1.ChargeRequest]) (*connect.Response[paymentsv1.ChargeResponse], error)
 	Refund(context.Context, *connect.Request[paymentsv1.RefundRequest]) (*connect.Response[paymentsv1.RefundResponse], error)
@@ -62,16 +62,17 @@ func (c PaymentsConfig) timeout() time.Duration {
 	return defaultPaymentTimeout
 }
 
-// PaymentsClient calls payments with binary gRPC over HTTP/2 cleartext,
+// paymentsClient calls payments with binary gRPC over HTTP/2 cleartext,
 // choosing a healthy replica per request (see internal/balance), with a
 // deadline on every call and retries of the calls that are safe to repeat.
-type PaymentsClient struct {
+type paymentsClient struct {
 	paymentsv1connect.PaymentServiceClient
 	lb *balance.Client
 }
 
-// NewPaymentsClient returns the payments client for cfg. Close it when done.
-func NewPaymentsClient(cfg PaymentsConfig) (*PaymentsClient, error) {
+// newPaymentsClient returns the one payments client of an orders service,
+// built from cfg. Close it when done.
+func newPaymentsClient(cfg PaymentsConfig) (*paymentsClient, error) {
 	if cfg.Target == "" {
 		return nil, errors.New("no payments target")
 	}
@@ -105,12 +106,12 @@ func NewPaymentsClient(cfg PaymentsConfig) (*PaymentsClient, error) {
 			rpc.RetryInterceptor(paymentAttempts, paymentAttemptTimeout, paymentBackoff),
 		),
 	)
-	return &PaymentsClient{PaymentServiceClient: client, lb: lb}, nil
+	return &paymentsClient{PaymentServiceClient: client, lb: lb}, nil
 }
 
-// HealthyReplicas returns how many replicas currently pass their health
+// healthyReplicas returns how many replicas currently pass their health
 // checks.
-func (c *PaymentsClient) HealthyReplicas() int { return c.lb.Healthy() }
+func (c *paymentsClient) healthyReplicas() int { return c.lb.Healthy() }
 
 // Close closes the connections to every replica.
-func (c *PaymentsClient) Close() error { return c.lb.Close() }
+func (c *paymentsClient) Close() error { return c.lb.Close() }

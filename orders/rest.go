@@ -6,9 +6,9 @@ import (
 	"connectrpc.com/vanguard"
 )
 
-// IdempotencyKeyHeader is the HTTP header REST clients send their
+// idempotencyKeyHeader is the HTTP header REST clients send their
 // idempotency key in; CreateOrder reads it when the request has none.
-const IdempotencyKeyHeader = "Idempotency-Key"
+const idempotencyKeyHeader = "Idempotency-Key"
 
 // rest serves the OrderService's REST routes by transcoding them, with
 // vanguard, into calls of handler, the Connect handler mounted at path. The

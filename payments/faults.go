@@ -22,8 +22,8 @@ type Faults struct {
 // enabled reports whether f injects anything.
 func (f Faults) enabled() bool { return f.Latency > 0 || f.ErrorRate > 0 }
 
-// Validate reports flag values that make no sense.
-func (f Faults) Validate() error {
+// validate reports flag values that make no sense.
+func (f Faults) validate() error {
 	if f.Latency < 0 {
 		return errors.New("fault latency must not be negative")
 	}

@@ -52,7 +52,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Name == "" {
 		return nil, errors.Join(errors.New("payments: no replica name"), cfg.Store.Close())
 	}
-	if err := cfg.Faults.Validate(); err != nil {
+	if err := cfg.Faults.validate(); err != nil {
 		return nil, errors.Join(err, cfg.Store.Close())
 	}
 	logger := cfg.Logger

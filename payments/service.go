@@ -24,8 +24,8 @@ const (
 	TokenDeclined = "tok_declined"
 )
 
-// MaxAmount caps one charge (in minor units) to keep test amounts sane.
-const MaxAmount = 100_000_000
+// maxAmount caps one charge (in minor units) to keep test amounts sane.
+const maxAmount = 100_000_000
 
 var currencyPattern = regexp.MustCompile(`^[A-Z]{3}$`)
 
@@ -74,8 +74,8 @@ func validateCharge(msg *paymentsv1.ChargeRequest) error {
 	if !currencyPattern.MatchString(msg.GetAmount().GetCurrencyCode()) {
 		v.Add("amount.currency_code", "must be an ISO 4217 code such as USD")
 	}
-	if n := msg.GetAmount().GetMinorUnits(); n <= 0 || n > MaxAmount {
-		v.Add("amount.minor_units", "must be between 1 and %d", MaxAmount)
+	if n := msg.GetAmount().GetMinorUnits(); n <= 0 || n > maxAmount {
+		v.Add("amount.minor_units", "must be between 1 and %d", maxAmount)
 	}
 	switch msg.GetPaymentToken() {
 	case TokenApproved, TokenDeclined:

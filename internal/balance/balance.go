@@ -126,7 +126,7 @@ func NewClient(target string, opts ...Option) (*Client, error) {
 			Timeout:            time.Second,
 			UnhealthyThreshold: 1,
 			HealthyThreshold:   1,
-		}, NewGRPCHealthProber(o.service)))),
+		}, newGRPCHealthProber(o.service)))),
 	)
 	c := &Client{Client: lb, baseURL: "h2c://" + group, ejector: ejector, cancel: cancel}
 	// httplb resolves and connects on a target's first request. Send one now

@@ -10,11 +10,11 @@ import (
 	"github.com/bufbuild/httplb/health"
 )
 
-// NewGRPCHealthProber returns an httplb prober that asks a replica for its
+// newGRPCHealthProber returns an httplb prober that asks a replica for its
 // health with the standard gRPC health protocol (grpc.health.v1.Health/Check)
 // on the replica's own connection. service "" asks about the whole server.
 // httplb ships only a plain-HTTP prober.
-func NewGRPCHealthProber(service string) health.Prober {
+func newGRPCHealthProber(service string) health.Prober {
 	return grpcProber{service: service}
 }
 

@@ -9,8 +9,8 @@ import (
 	"time"
 )
 
-// BodyTimeout is how long a client may take to send a request body.
-const BodyTimeout = 15 * time.Second
+// bodyTimeout is how long a client may take to send a request body.
+const bodyTimeout = 15 * time.Second
 
 // bodyDeadline bounds how long a request body may take to arrive, so a client
 // that trickles bytes cannot hold a handler forever (net/http's ReadTimeout

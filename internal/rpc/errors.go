@@ -10,8 +10,8 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// ErrorDomain is the ErrorInfo domain of the shop's errors.
-const ErrorDomain = "connectshop.dev"
+// errorDomain is the ErrorInfo domain of the shop's errors.
+const errorDomain = "connectshop.dev"
 
 // Violations collects what is wrong with a request, field by field, to send as
 // one INVALID_ARGUMENT error with a google.rpc.BadRequest detail.
@@ -49,7 +49,7 @@ func (v *Violations) Err() error {
 // as ids.
 func NewErrorWithReason(code connect.Code, reason, msg string, metadata map[string]string) *connect.Error {
 	err := connect.NewError(code, errors.New(msg))
-	addDetail(err, &errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain, Metadata: metadata})
+	addDetail(err, &errdetails.ErrorInfo{Reason: reason, Domain: errorDomain, Metadata: metadata})
 	return err
 }
 

@@ -37,7 +37,7 @@ const (
 //
 // It sets no ReadTimeout or WriteTimeout: both are per connection in HTTP/1.1
 // and would cut server streams (WatchOrders) short. [Middleware] bounds the
-// time to send a request body instead ([BodyTimeout]), handlers bound unary
+// time to send a request body instead ([bodyTimeout]), handlers bound unary
 // calls ([UnaryTimeout]), and message sizes are capped ([MaxMessageBytes]).
 func NewHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
 	srv := &http.Server{
@@ -118,6 +118,6 @@ func HandlerOptions(logger *slog.Logger, server string) connect.HandlerOption {
 // Middleware wraps a server's mux with what runs before Connect: CORS for the
 // listed origins, call observation for hops, and a deadline on request bodies.
 func Middleware(h http.Handler, allowedOrigins []string) http.Handler {
-	return withCORS(observe(bodyDeadline(h, BodyTimeout,
+	return withCORS(observe(bodyDeadline(h, bodyTimeout,
 		"/"+grpcreflect.ReflectV1ServiceName+"/", "/"+grpcreflect.ReflectV1AlphaServiceName+"/")), allowedOrigins)
 }
