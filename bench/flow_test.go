@@ -11,6 +11,7 @@ import (
 	"connectrpc.com/connect"
 	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
 	"github.com/connectshop/connectshop/gen/orders/v1/ordersv1connect"
+	"github.com/connectshop/connectshop/internal/auth"
 	"github.com/connectshop/connectshop/internal/rpc"
 	"github.com/connectshop/connectshop/internal/shop/shoptest"
 )
@@ -19,7 +20,14 @@ import (
 // payments (gRPC) with every SQLite write committed durably
 // (synchronous=FULL), 32 orders in flight.
 func BenchmarkCreateOrder(b *testing.B) {
-	c := ordersv1connect.NewOrderServiceClient(rpc.NewH2CClient(), shoptest.Start(b, slog.New(slog.NewTextHandler(io.Discard, nil))), connect.WithGRPC())
+	url := shoptest.Start(b, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	session, err := ordersv1connect.NewOrderServiceClient(rpc.NewH2CClient(), url).
+		CreateSession(context.Background(), connect.NewRequest(&ordersv1.CreateSessionRequest{}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := ordersv1connect.NewOrderServiceClient(rpc.NewH2CClient(), url, connect.WithGRPC(),
+		connect.WithInterceptors(auth.Bearer(session.Msg.GetToken())))
 	var n atomic.Int64
 	order := func(ctx context.Context) error {
 		_, err := c.CreateOrder(ctx, connect.NewRequest(&ordersv1.CreateOrderRequest{

@@ -13,6 +13,7 @@ import (
 	"connectrpc.com/connect"
 	paymentsv1 "github.com/connectshop/connectshop/gen/payments/v1"
 	"github.com/connectshop/connectshop/gen/payments/v1/paymentsv1connect"
+	"github.com/connectshop/connectshop/internal/auth"
 	"github.com/connectshop/connectshop/internal/rpc"
 	"github.com/connectshop/connectshop/payments"
 	"google.golang.org/grpc"
@@ -86,20 +87,35 @@ func (keepNothing) Charge(_ context.Context, _ string, _ []byte, p *paymentsv1.P
 
 func (keepNothing) Close() error { return nil }
 
+// serviceKey is the key with which the clients prove to the shop's replica
+// that they are orders, as in production.
+var serviceKey = func() auth.Key {
+	key, err := auth.NewKey()
+	if err != nil {
+		panic(err)
+	}
+	return key
+}()
+
+// asOrders is the client option of a Connect client that calls the shop's
+// replica: orders' service credentials.
+var asOrders = connect.WithInterceptors(auth.ServiceCredentials(serviceKey, auth.OrdersCaller, auth.PaymentsAudience))
+
 // serveConnect serves the Charge RPC on loopback. shop=true is the payments
 // replica as production assembles it (payments.New: its HTTP server,
-// interceptors, a text logger, validation and request fingerprints) over a
-// store that keeps nothing; false is the pure charge handler on connect-go
-// with its defaults on a plain h2c server.
+// interceptors, service-token checks, a text logger, validation and request
+// fingerprints) over a store that keeps nothing; false is the pure charge
+// handler on connect-go with its defaults on a plain h2c server.
 func serveConnect(b *testing.B, shop bool) string {
 	b.Helper()
 	lis := listen(b)
 	var srv *http.Server
 	if shop {
 		replica, err := payments.New(payments.Config{
-			Name:   "payments-1",
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Store:  keepNothing{},
+			Name:       "payments-1",
+			Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Store:      keepNothing{},
+			ServiceKey: serviceKey,
 		})
 		if err != nil {
 			b.Fatal(err)
@@ -167,8 +183,17 @@ func connectCall(httpClient *http.Client, url string, opts ...connect.ClientOpti
 	}
 }
 
-func grpcCall(b *testing.B, addr string) func(context.Context) error {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+// orders' service token as grpc-go per-RPC credentials.
+type serviceCredentials func() string
+
+func (c serviceCredentials) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": c()}, nil
+}
+
+func (serviceCredentials) RequireTransportSecurity() bool { return false }
+
+func grpcCall(b *testing.B, addr string, opts ...grpc.DialOption) func(context.Context) error {
+	conn, err := grpc.NewClient(addr, append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -188,29 +213,30 @@ func BenchmarkCharge(b *testing.B) {
 		{"grpc-go→grpc-go/grpc", func(b *testing.B) func(context.Context) error { return grpcCall(b, serveGRPC(b)) }},
 		{"grpc-go→net/http-raw/grpc", func(b *testing.B) func(context.Context) error { return grpcCall(b, serveRawGRPC(b)) }},
 		{"connect→shop/grpc", func(b *testing.B) func(context.Context) error {
-			return connectCall(rpc.NewH2CClient(), serveConnect(b, true), connect.WithGRPC())
+			return connectCall(rpc.NewH2CClient(), serveConnect(b, true), connect.WithGRPC(), asOrders)
 		}},
 		{"connect→connect-defaults/grpc", func(b *testing.B) func(context.Context) error {
 			return connectCall(rpc.NewH2CClient(), serveConnect(b, false), connect.WithGRPC())
 		}},
 		{"grpc-go→shop/grpc", func(b *testing.B) func(context.Context) error {
 			url := serveConnect(b, true)
-			return grpcCall(b, url[len("http://"):])
+			return grpcCall(b, url[len("http://"):],
+				grpc.WithPerRPCCredentials(serviceCredentials(auth.ServiceAuthorization(serviceKey, auth.OrdersCaller, auth.PaymentsAudience))))
 		}},
 		{"connect→grpc-go/grpc", func(b *testing.B) func(context.Context) error {
 			return connectCall(rpc.NewH2CClient(), "http://"+serveGRPC(b), connect.WithGRPC())
 		}},
 		{"connect→shop/connect-proto", func(b *testing.B) func(context.Context) error {
-			return connectCall(rpc.NewH2CClient(), serveConnect(b, true))
+			return connectCall(rpc.NewH2CClient(), serveConnect(b, true), asOrders)
 		}},
 		{"connect→shop/connect-json", func(b *testing.B) func(context.Context) error {
-			return connectCall(rpc.NewH2CClient(), serveConnect(b, true), connect.WithProtoJSON())
+			return connectCall(rpc.NewH2CClient(), serveConnect(b, true), connect.WithProtoJSON(), asOrders)
 		}},
 		{"connect→shop/grpcweb", func(b *testing.B) func(context.Context) error {
-			return connectCall(rpc.NewH2CClient(), serveConnect(b, true), connect.WithGRPCWeb())
+			return connectCall(rpc.NewH2CClient(), serveConnect(b, true), connect.WithGRPCWeb(), asOrders)
 		}},
 		{"connect→shop/connect-json-http1", func(b *testing.B) func(context.Context) error {
-			return connectCall(http1Client(), serveConnect(b, true), connect.WithProtoJSON())
+			return connectCall(http1Client(), serveConnect(b, true), connect.WithProtoJSON(), asOrders)
 		}},
 	}
 	for _, c := range cases {

@@ -36,12 +36,13 @@ func (s *Service) CreateOrder(ctx context.Context, req *connect.Request[ordersv1
 	}
 	now := timestamppb.Now()
 	o, err := s.store.Create(ctx, key, requestHash(msg), msg.GetPaymentToken(), &ordersv1.Order{
-		Id:        "ord_" + rand.Text(),
-		Status:    ordersv1.OrderStatus_ORDER_STATUS_PENDING,
-		Items:     items,
-		Total:     total,
-		CreatedAt: now,
-		UpdatedAt: now,
+		Id:         "ord_" + rand.Text(),
+		CustomerId: customerFrom(ctx),
+		Status:     ordersv1.OrderStatus_ORDER_STATUS_PENDING,
+		Items:      items,
+		Total:      total,
+		CreatedAt:  now,
+		UpdatedAt:  now,
 	})
 	if err != nil {
 		return nil, s.toConnect(ctx, err)

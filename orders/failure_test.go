@@ -3,6 +3,7 @@ package orders_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -120,6 +121,7 @@ func TestDataSurvivesRestart(t *testing.T) {
 	}
 
 	after := newShop(t, shopConfig{dir: dir})
+	after.token = before.token // the customer's session outlives the restart
 	got, err := after.client().GetOrder(context.Background(), connect.NewRequest(&ordersv1.GetOrderRequest{Id: o.GetId()}))
 	if err != nil {
 		t.Fatal(err)
@@ -136,5 +138,66 @@ func TestDataSurvivesRestart(t *testing.T) {
 	p, err := after.paymentsClient.GetPayment(context.Background(), connect.NewRequest(&paymentsv1.GetPaymentRequest{Id: o.GetPaymentId()}))
 	if err != nil || p.Msg.GetPayment().GetStatus() != paymentsv1.PaymentStatus_PAYMENT_STATUS_CAPTURED {
 		t.Errorf("payment after restart: got %v (err %v), want CAPTURED", p, err)
+	}
+}
+
+// lostRefund refunds for real, then acts as if the answer was lost (orders
+// crashed, or the connection broke) every time until healed.
+type lostRefund struct {
+	orders.Payments
+	healed atomic.Bool
+}
+
+func (l *lostRefund) Refund(ctx context.Context, req *connect.Request[paymentsv1.RefundRequest]) (*connect.Response[paymentsv1.RefundResponse], error) {
+	resp, err := l.Payments.Refund(ctx, req)
+	if err == nil && !l.healed.Load() {
+		return nil, connect.NewError(connect.CodeUnavailable, errors.New("connection reset"))
+	}
+	return resp, err
+}
+
+// A cancel cut off after payments refunded and before orders recorded it
+// leaves the order CANCELLING, never PAID: a retry of the client, or else the
+// recovery loop, finishes it, and the payment is refunded once.
+func TestCancelCutOffIsFinished(t *testing.T) {
+	t.Parallel()
+	lost := &lostRefund{}
+	s := newShop(t, shopConfig{wrapPayments: func(p orders.Payments) orders.Payments {
+		lost.Payments = p
+		return lost
+	}})
+	c := s.client()
+	cancel := func(id string) error {
+		_, err := c.CancelOrder(ctxWithTimeout(t, 10*time.Second), connect.NewRequest(&ordersv1.CancelOrderRequest{Id: id}))
+		return err
+	}
+	byRetry, byRecovery := createOrder(t, c, visaOrder("cut-1")), createOrder(t, c, visaOrder("cut-2"))
+	for _, o := range []*ordersv1.Order{byRetry, byRecovery} {
+		assertError(t, cancel(o.GetId()), connect.CodeUnavailable, ordersv1.ErrorReason_PAYMENTS_UNAVAILABLE.String())
+		if got := getOrder(t, c, o.GetId()); got.GetStatus() != ordersv1.OrderStatus_ORDER_STATUS_CANCELLING {
+			t.Fatalf("after a cut-off cancel: got %v, want CANCELLING", got.GetStatus())
+		}
+		if st := s.paymentStatus(t, o.GetPaymentId()); st != paymentsv1.PaymentStatus_PAYMENT_STATUS_REFUNDED {
+			t.Fatalf("payment after the cut-off cancel: got %v, want REFUNDED", st)
+		}
+	}
+	lost.healed.Store(true)
+
+	// The client retries.
+	if err := cancel(byRetry.GetId()); err != nil {
+		t.Fatalf("retried cancel: %v", err)
+	}
+	// Nobody retries: the recovery loop finishes it.
+	if err := orders.ResumePending(context.Background(), s.ordersServer); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []*ordersv1.Order{byRetry, byRecovery} {
+		got := getOrder(t, c, o.GetId())
+		if got.GetStatus() != ordersv1.OrderStatus_ORDER_STATUS_CANCELLED {
+			t.Errorf("order %s: got %v, want CANCELLED", o.GetId(), got.GetStatus())
+		}
+		if st := s.paymentStatus(t, o.GetPaymentId()); st != paymentsv1.PaymentStatus_PAYMENT_STATUS_REFUNDED {
+			t.Errorf("payment of %s: got %v, want REFUNDED", o.GetId(), st)
+		}
 	}
 }

@@ -44,7 +44,7 @@ func TestCreateOrderOverEveryProtocol(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			c := ordersv1connect.NewOrderServiceClient(tt.httpClient, s.orders.URL(), tt.opts...)
+			c := s.clientAs(s.token, tt.httpClient, tt.opts...)
 			o := createOrder(t, c, visaOrder("key-"+strings.ReplaceAll(tt.name, " ", "-")))
 			if got, want := o.GetStatus(), ordersv1.OrderStatus_ORDER_STATUS_PAID; got != want {
 				t.Fatalf("got status %v, want %v", got, want)
@@ -81,7 +81,12 @@ func TestReadOnlyRPCsOverGET(t *testing.T) {
 	get := func(t *testing.T, procedure, jsonMessage string) []byte {
 		t.Helper()
 		q := url.Values{"encoding": {"json"}, "message": {jsonMessage}}
-		resp, err := s.orders.HTTP1Client().Get(s.orders.URL() + procedure + "?" + q.Encode())
+		req, err := http.NewRequest(http.MethodGet, s.orders.URL()+procedure+"?"+q.Encode(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+s.token)
+		resp, err := s.orders.HTTP1Client().Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -333,8 +338,8 @@ func TestWatchOrdersSeesNewOrders(t *testing.T) {
 	s := newShop(t, shopConfig{})
 	clients := []ordersv1connect.OrderServiceClient{
 		// As a browser on HTTP/1.1 would call it.
-		ordersv1connect.NewOrderServiceClient(s.orders.HTTP1Client(), s.orders.URL(), connect.WithProtoJSON()),
-		ordersv1connect.NewOrderServiceClient(s.orders.HTTP1Client(), s.orders.URL(), connect.WithGRPCWeb()),
+		s.clientAs(s.token, s.orders.HTTP1Client(), connect.WithProtoJSON()),
+		s.clientAs(s.token, s.orders.HTTP1Client(), connect.WithGRPCWeb()),
 		s.client(connect.WithProtoJSON()),
 		s.client(connect.WithGRPC()),
 	}

@@ -3,13 +3,16 @@ package orders
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"sync"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/connectshop/connectshop/gen/orders/v1/ordersv1connect"
+	"github.com/connectshop/connectshop/internal/auth"
 	"github.com/connectshop/connectshop/internal/rpc"
 )
 
@@ -23,6 +26,11 @@ type Config struct {
 	Store Store
 	// Payments is how to reach the payments replicas.
 	Payments PaymentsConfig
+	// SessionKey signs and checks customer session tokens; required. Every
+	// orders instance of a shop needs the same one.
+	SessionKey auth.Key
+	// SessionTTL is how long a session token is valid; default 24 h.
+	SessionTTL time.Duration
 	// Page is served at "/" (the demo page); nil serves nothing there.
 	Page http.Handler
 	// AllowedOrigins are the browser origins allowed to call across origins
@@ -62,6 +70,13 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("orders: no store")
 	}
+	if len(cfg.SessionKey) == 0 {
+		return nil, errors.Join(errors.New("orders: no session key"), cfg.Store.Close())
+	}
+	ttl := cfg.SessionTTL
+	if ttl <= 0 {
+		ttl = defaultSessionTTL
+	}
 	client, err := newPaymentsClient(cfg.Payments)
 	if err != nil {
 		return nil, errors.Join(err, cfg.Store.Close())
@@ -70,16 +85,22 @@ func New(cfg Config) (*Server, error) {
 	if cfg.wrapPayments != nil {
 		pay = cfg.wrapPayments(pay)
 	}
-	svc := newService(logger, cfg.Store, pay, cfg.Payments.timeout())
+	svc := newService(logger, cfg.Store, pay, cfg.Payments.timeout(), auth.NewSessions(cfg.SessionKey, ttl))
 
 	mux := rpc.NewServeMux(ordersv1connect.OrderServiceName)
-	path, handler := ordersv1connect.NewOrderServiceHandler(svc, rpc.HandlerOptions(logger, serverName))
+	path, handler := ordersv1connect.NewOrderServiceHandler(svc,
+		rpc.HandlerOptions(logger, serverName),
+		connect.WithInterceptors(svc.authenticate()))
 	mux.Handle(path, handler)               // Connect, gRPC, gRPC-Web
 	mux.Handle("/v1/", rest(path, handler)) // REST, transcoded into calls of the same handler
 	if cfg.Page != nil {
-		mux.Handle("/", cfg.Page)
+		mux.Handle("/", svc.withPageSession(cfg.Page))
 	}
-	httpServer := rpc.NewHTTPServer(rpc.Middleware(mux, cfg.AllowedOrigins), logger)
+	protected, err := crossOriginProtection(mux, cfg.AllowedOrigins)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("orders: allowed origins: %w", err), client.Close(), cfg.Store.Close())
+	}
+	httpServer := rpc.NewHTTPServer(rpc.Middleware(protected, cfg.AllowedOrigins), logger)
 	// End every WatchOrders stream when the server shuts down, so a graceful
 	// shutdown does not wait for them.
 	httpServer.RegisterOnShutdown(svc.hub.close)

@@ -11,6 +11,7 @@ import (
 	"github.com/bufbuild/httplb/resolver"
 	paymentsv1 "github.com/connectshop/connectshop/gen/payments/v1"
 	"github.com/connectshop/connectshop/gen/payments/v1/paymentsv1connect"
+	"github.com/connectshop/connectshop/internal/auth"
 	"github.com/connectshop/connectshop/internal/balance"
 	"github.com/connectshop/connectshop/internal/rpc"
 )
@@ -37,6 +38,10 @@ type PaymentsConfig struct {
 	// ResolveInterval is how often a dns:/// target is resolved again;
 	// default 5 s.
 	ResolveInterval time.Duration
+	// ServiceKey, if set, is the key with which orders proves itself to
+	// payments: every call carries a short-lived service token signed with
+	// it (see [auth.ServiceCredentials]).
+	ServiceKey auth.Key
 	// Resolver replaces the resolver the target implies (static list or
 	// DNS), for other service discovery; tests use it to change the set of
 	// replicas at will.
@@ -94,17 +99,21 @@ func newPaymentsClient(cfg PaymentsConfig) (*paymentsClient, error) {
 	if err != nil {
 		return nil, fmt.Errorf("payments %w", err)
 	}
+	interceptors := []connect.Interceptor{
+		rpc.TimeoutInterceptor(cfg.timeout()),
+		// Charge and Refund are IDEMPOTENT in payments.proto (keyed by the
+		// order id and the payment id), so a call that a dead or restarting
+		// replica could not answer is sent again, to whichever replica the
+		// balancer picks next.
+		rpc.RetryInterceptor(paymentAttempts, paymentAttemptTimeout, paymentBackoff),
+	}
+	if len(cfg.ServiceKey) > 0 {
+		interceptors = append(interceptors, auth.ServiceCredentials(cfg.ServiceKey, auth.OrdersCaller, auth.PaymentsAudience))
+	}
 	client := paymentsv1connect.NewPaymentServiceClient(lb.Client.Client, lb.BaseURL(),
 		connect.WithGRPC(),
 		connect.WithReadMaxBytes(rpc.MaxMessageBytes), // a payment is tiny; refuse a runaway answer
-		connect.WithInterceptors(
-			rpc.TimeoutInterceptor(cfg.timeout()),
-			// Charge and Refund are IDEMPOTENT in payments.proto (keyed by
-			// the order id and the payment id), so a call that a dead or
-			// restarting replica could not answer is sent again, to
-			// whichever replica the balancer picks next.
-			rpc.RetryInterceptor(paymentAttempts, paymentAttemptTimeout, paymentBackoff),
-		),
+		connect.WithInterceptors(interceptors...),
 	)
 	return &paymentsClient{PaymentServiceClient: client, lb: lb}, nil
 }

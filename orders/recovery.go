@@ -7,21 +7,32 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
 )
 
-// resumePending settles orders that have been pending for longer than
-// olderThan: their client gave up, or orders stopped between the charge and
-// the order update. Charging again is safe because the charge is keyed by the
-// order id.
+// resumePending settles orders left half-way for longer than olderThan:
+// PENDING ones (their client gave up, or orders stopped between the charge and
+// the order update) are charged, CANCELLING ones (a cancel cut off before or
+// after the refund) are refunded and cancelled. Doing a step again is safe:
+// the charge is keyed by the order id, the refund by the payment id.
 func (s *Service) resumePending(ctx context.Context, olderThan time.Duration) error {
-	pending, err := s.store.Pending(ctx, time.Now().Add(-olderThan))
+	unsettled, err := s.store.Unsettled(ctx, time.Now().Add(-olderThan))
 	if err != nil {
 		return err
 	}
 	var errs []error
-	for _, p := range pending {
-		if _, err := s.charge(ctx, p.Order, p.PaymentToken); err != nil && connect.CodeOf(err) != connect.CodeInvalidArgument {
-			errs = append(errs, fmt.Errorf("resume order %s: %w", p.Order.GetId(), err))
+	for _, u := range unsettled {
+		var err error
+		switch u.Order.GetStatus() {
+		case ordersv1.OrderStatus_ORDER_STATUS_PENDING:
+			if _, err = s.charge(ctx, u.Order, u.PaymentToken); connect.CodeOf(err) == connect.CodeInvalidArgument {
+				err = nil // the order is gone: nothing was charged
+			}
+		case ordersv1.OrderStatus_ORDER_STATUS_CANCELLING:
+			_, err = s.finishCancel(ctx, u.Order)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("resume order %s: %w", u.Order.GetId(), err))
 		}
 	}
 	return errors.Join(errs...)

@@ -18,8 +18,9 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 )
 
-// restCall sends a plain HTTP request, as any REST client would, and returns
-// the status and body.
+// restCall sends a plain HTTP request, as any REST client would, with the
+// session of the shop's first customer unless header says otherwise, and
+// returns the status and body.
 func restCall(t *testing.T, s *shop, method, path, body string, header http.Header) (int, http.Header, []byte) {
 	t.Helper()
 	var r io.Reader
@@ -33,6 +34,7 @@ func restCall(t *testing.T, s *shop, method, path, body string, header http.Head
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	req.Header.Set("Authorization", "Bearer "+s.token) // header may override it
 	for k, v := range header {
 		req.Header[k] = v
 	}

@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strconv"
 	"time"
@@ -15,7 +14,7 @@ import (
 	"connectrpc.com/connect"
 	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
 	"github.com/connectshop/connectshop/gen/orders/v1/ordersv1connect"
-	paymentsv1 "github.com/connectshop/connectshop/gen/payments/v1"
+	"github.com/connectshop/connectshop/internal/auth"
 	"github.com/connectshop/connectshop/internal/rpc"
 )
 
@@ -36,18 +35,20 @@ type Service struct {
 	store          Store
 	payments       Payments
 	paymentTimeout time.Duration // of one call to payments, retries included
+	sessions       *auth.Sessions
 	hub            *hub
 	stats          *replicaStats
 }
 
 var _ ordersv1connect.OrderServiceHandler = (*Service)(nil)
 
-func newService(logger *slog.Logger, store Store, payments Payments, paymentTimeout time.Duration) *Service {
+func newService(logger *slog.Logger, store Store, payments Payments, paymentTimeout time.Duration, sessions *auth.Sessions) *Service {
 	return &Service{
 		logger:         logger,
 		store:          store,
 		payments:       payments,
 		paymentTimeout: paymentTimeout,
+		sessions:       sessions,
 		hub:            newHub(),
 		stats:          newReplicaStats(),
 	}
@@ -63,7 +64,7 @@ func (s *Service) GetOrder(ctx context.Context, req *connect.Request[ordersv1.Ge
 	if err := requireID(req.Msg.GetId()); err != nil {
 		return nil, err
 	}
-	o, err := s.store.Order(ctx, req.Msg.GetId())
+	o, err := s.ownOrder(ctx, req.Msg.GetId())
 	if err != nil {
 		return nil, s.toConnect(ctx, err)
 	}
@@ -87,7 +88,7 @@ func (s *Service) ListOrders(ctx context.Context, req *connect.Request[ordersv1.
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
-	list, next, err := s.store.List(ctx, cursor, size)
+	list, next, err := s.store.List(ctx, customerFrom(ctx), cursor, size)
 	if err != nil {
 		return nil, s.toConnect(ctx, err)
 	}
@@ -117,37 +118,18 @@ func decodePageToken(token string) (int64, bool) {
 	return n, err == nil && n > 0
 }
 
-// CancelOrder implements [ordersv1connect.OrderServiceHandler].
-func (s *Service) CancelOrder(ctx context.Context, req *connect.Request[ordersv1.CancelOrderRequest]) (*connect.Response[ordersv1.CancelOrderResponse], error) {
-	if err := requireID(req.Msg.GetId()); err != nil {
-		return nil, err
-	}
-	o, err := s.store.Order(ctx, req.Msg.GetId())
-	if err != nil {
-		return nil, s.toConnect(ctx, err)
-	}
-	switch o.GetStatus() {
-	case ordersv1.OrderStatus_ORDER_STATUS_CANCELLED:
-		return connect.NewResponse(&ordersv1.CancelOrderResponse{Order: o}), nil
-	case ordersv1.OrderStatus_ORDER_STATUS_PAID:
-	default:
-		return nil, connect.NewError(connect.CodeFailedPrecondition,
-			fmt.Errorf("order is %s; only a paid order can be cancelled", statusName(o.GetStatus())))
-	}
-	// Refund first: it is idempotent, so if the update below fails a retry
-	// refunds nothing twice.
-	resp, err := s.payments.Refund(ctx, connect.NewRequest(&paymentsv1.RefundRequest{PaymentId: o.GetPaymentId()}))
-	if err != nil {
-		return nil, s.paymentsFailed(ctx, "refund", o.GetId(), err)
-	}
-	s.stats.record(resp.Header())
-	o, err = s.transition(ctx, o.GetId(), ordersv1.OrderStatus_ORDER_STATUS_PAID, hops(ctx, resp.Header()), func(o *ordersv1.Order) {
-		o.Status = ordersv1.OrderStatus_ORDER_STATUS_CANCELLED
-	})
+// ownOrder returns the caller's order with the given id. Another customer's
+// order is [ErrNotFound], as an unknown id is: whether it exists is not the
+// caller's business.
+func (s *Service) ownOrder(ctx context.Context, id string) (*ordersv1.Order, error) {
+	o, err := s.store.Order(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&ordersv1.CancelOrderResponse{Order: o}), nil
+	if o.GetCustomerId() != customerFrom(ctx) {
+		return nil, ErrNotFound
+	}
+	return o, nil
 }
 
 func requireID(id string) error {

@@ -8,8 +8,10 @@ import (
 
 	"connectrpc.com/connect"
 	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
+	paymentsv1 "github.com/connectshop/connectshop/gen/payments/v1"
 	"github.com/connectshop/connectshop/gen/orders/v1/ordersv1connect"
 	"github.com/connectshop/connectshop/gen/payments/v1/paymentsv1connect"
+	"github.com/connectshop/connectshop/internal/auth"
 	"github.com/connectshop/connectshop/internal/memhttp"
 	"github.com/connectshop/connectshop/internal/memhttp/memhttptest"
 	"github.com/connectshop/connectshop/orders"
@@ -28,7 +30,9 @@ type shop struct {
 	ordersServer   *orders.Server
 	paymentsServer *payments.Server
 	paymentsStore  *paymentssqlite.Store                  // for checks, shared with the replica
-	paymentsClient paymentsv1connect.PaymentServiceClient // for checks, over gRPC
+	paymentsClient paymentsv1connect.PaymentServiceClient // for checks, over gRPC, as orders
+	token          string                                 // session of the first customer
+	dir            string                                 // data directory
 }
 
 type shopConfig struct {
@@ -51,7 +55,10 @@ func newShop(t *testing.T, cfg shopConfig) *shop {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pstore.Close() })
-	replica, err := payments.New(payments.Config{Name: "payments-1", Store: pstore.Share(), Faults: cfg.paymentsFaults})
+	// Keys are kept in the data directory, as cmd/orders keeps its session
+	// key: a shop restarted on it knows its customers' sessions.
+	serviceKey, sessionKey := loadKey(t, cfg.dir, "service.key"), loadKey(t, cfg.dir, "session.key")
+	replica, err := payments.New(payments.Config{Name: "payments-1", Store: pstore.Share(), ServiceKey: serviceKey, Faults: cfg.paymentsFaults})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,10 +72,12 @@ func newShop(t *testing.T, cfg shopConfig) *shop {
 	ocfg := orders.Config{
 		Store: ostore,
 		Payments: orders.PaymentsConfig{
-			Target:  psrv.URL(),
-			Timeout: cfg.paymentTimeout,
-			Dial:    psrv.Listener().DialContext,
+			Target:     psrv.URL(),
+			Timeout:    cfg.paymentTimeout,
+			ServiceKey: serviceKey,
+			Dial:       psrv.Listener().DialContext,
 		},
+		SessionKey:     sessionKey,
 		Page:           web.Handler(),
 		AllowedOrigins: cfg.allowedOrigins,
 	}
@@ -81,20 +90,54 @@ func newShop(t *testing.T, cfg shopConfig) *shop {
 	}
 	t.Cleanup(func() { osrv.Close() }) // after the server below has shut down
 
-	return &shop{
+	s := &shop{
 		orders:         memhttptest.Serve(t, osrv.HTTPServer()),
 		payments:       psrv,
 		ordersServer:   osrv,
 		paymentsServer: replica,
 		paymentsStore:  pstore,
-		paymentsClient: paymentsv1connect.NewPaymentServiceClient(psrv.Client(), psrv.URL(), connect.WithGRPC()),
+		paymentsClient: paymentsv1connect.NewPaymentServiceClient(psrv.Client(), psrv.URL(), connect.WithGRPC(),
+			connect.WithInterceptors(auth.ServiceCredentials(serviceKey, auth.OrdersCaller, auth.PaymentsAudience))),
 	}
+	s.dir = cfg.dir
+	s.token = s.newCustomer(t)
+	return s
 }
 
-// client returns an orders client over h2c with the given protocol options
-// (none: Connect with the binary codec).
+func loadKey(t *testing.T, dir, name string) auth.Key {
+	t.Helper()
+	key, err := auth.LoadOrCreateKeyFile(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+// client returns an orders client of the shop's first customer over h2c with
+// the given protocol options (none: Connect with the binary codec).
 func (s *shop) client(opts ...connect.ClientOption) ordersv1connect.OrderServiceClient {
-	return ordersv1connect.NewOrderServiceClient(s.orders.Client(), s.orders.URL(), opts...)
+	return s.clientAs(s.token, s.orders.Client(), opts...)
+}
+
+// clientAs returns an orders client over httpClient that sends the session
+// token with every call ("": none).
+func (s *shop) clientAs(token string, httpClient connect.HTTPClient, opts ...connect.ClientOption) ordersv1connect.OrderServiceClient {
+	if token != "" {
+		opts = append(opts, connect.WithInterceptors(auth.Bearer(token)))
+	}
+	return ordersv1connect.NewOrderServiceClient(httpClient, s.orders.URL(), opts...)
+}
+
+// newCustomer starts a session with CreateSession, as any client does, and
+// returns its token.
+func (s *shop) newCustomer(t *testing.T) string {
+	t.Helper()
+	c := ordersv1connect.NewOrderServiceClient(s.orders.Client(), s.orders.URL())
+	resp, err := c.CreateSession(ctxWithTimeout(t, 10*time.Second), connect.NewRequest(&ordersv1.CreateSessionRequest{}))
+	if err != nil {
+		t.Fatalf("CreateSession: %v", err)
+	}
+	return resp.Msg.GetToken()
 }
 
 // chargesFor counts the charges payments recorded for an order.
@@ -105,6 +148,16 @@ func (s *shop) chargesFor(t *testing.T, orderID string) int {
 		t.Fatal(err)
 	}
 	return counts[orderID]
+}
+
+// paymentStatus returns the status of a payment, as payments has it.
+func (s *shop) paymentStatus(t *testing.T, id string) paymentsv1.PaymentStatus {
+	t.Helper()
+	p, err := s.paymentsClient.GetPayment(context.Background(), connect.NewRequest(&paymentsv1.GetPaymentRequest{Id: id}))
+	if err != nil {
+		t.Fatalf("GetPayment(%s): %v", id, err)
+	}
+	return p.Msg.GetPayment().GetStatus()
 }
 
 func visaOrder(key string) *ordersv1.CreateOrderRequest {

@@ -15,10 +15,11 @@ import (
 // the [ordersv1.Order] stored. Every method returns once what it wrote is
 // durable.
 type Store interface {
-	// Create stores o under key unless an order with that key exists. It
-	// returns the stored order: o, or the earlier one if its request hash
-	// matches, else [ErrKeyReused]. paymentToken is kept to settle the order
-	// later (see Pending).
+	// Create stores o under key unless an order of the same customer
+	// (o.CustomerId) with that key exists: keys are per customer. It returns
+	// the stored order: o, or the earlier one if its request hash matches,
+	// else [ErrKeyReused]. paymentToken is kept to settle the order later
+	// (see Unsettled).
 	Create(ctx context.Context, key string, requestHash []byte, paymentToken string, o *ordersv1.Order) (*ordersv1.Order, error)
 	// Update changes the order with the given id in one transaction: fn gets
 	// the stored order, changes it in place and reports whether it did. Update
@@ -30,19 +31,22 @@ type Store interface {
 	DeletePending(ctx context.Context, id string) error
 	// Order returns the order with the given id, or [ErrNotFound].
 	Order(ctx context.Context, id string) (*ordersv1.Order, error)
-	// List returns up to limit orders created before the cursor (0: from the
-	// newest), newest first, and the cursor of the next page (0 on the last).
-	List(ctx context.Context, before int64, limit int) ([]*ordersv1.Order, int64, error)
-	// Pending returns up to 100 orders pending since before cutoff (by their
-	// update time), oldest first.
-	Pending(ctx context.Context, cutoff time.Time) ([]PendingOrder, error)
+	// List returns up to limit orders of the customer created before the
+	// cursor (0: from the newest), newest first, and the cursor of the next
+	// page (0 on the last).
+	List(ctx context.Context, customerID string, before int64, limit int) ([]*ordersv1.Order, int64, error)
+	// Unsettled returns up to 100 orders left PENDING or CANCELLING since
+	// before cutoff (by their update time), oldest first: the steps still to
+	// do of a change that spans orders and payments.
+	Unsettled(ctx context.Context, cutoff time.Time) ([]UnsettledOrder, error)
 	// Close releases the store.
 	Close() error
 }
 
-// PendingOrder is an order whose payment is not settled, with what it takes
-// to settle it.
-type PendingOrder struct {
+// UnsettledOrder is an order whose payment is not settled (PENDING, to
+// charge) or whose cancel is not finished (CANCELLING, to refund), with what
+// it takes to settle it.
+type UnsettledOrder struct {
 	Order        *ordersv1.Order
 	PaymentToken string
 }

@@ -24,23 +24,25 @@ type hub struct {
 }
 
 type watcher struct {
-	changes chan *ordersv1.Order
-	lagged  bool // set, under hub.mu, when changes was closed for falling behind
+	customer string // whose orders it sees
+	changes  chan *ordersv1.Order
+	lagged   bool // set, under hub.mu, when changes was closed for falling behind
 }
 
 func newHub() *hub {
 	return &hub{watchers: make(map[*watcher]struct{})}
 }
 
-// subscribe registers a watcher. Its channel is closed when the hub closes or
-// the watcher falls behind; it reports false if the hub is already closed.
-func (h *hub) subscribe() (*watcher, bool) {
+// subscribe registers a watcher of customer's orders. Its channel is closed
+// when the hub closes or the watcher falls behind; it reports false if the
+// hub is already closed.
+func (h *hub) subscribe(customer string) (*watcher, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
 		return nil, false
 	}
-	w := &watcher{changes: make(chan *ordersv1.Order, watchBuffer)}
+	w := &watcher{customer: customer, changes: make(chan *ordersv1.Order, watchBuffer)}
 	h.watchers[w] = struct{}{}
 	return w, true
 }
@@ -61,11 +63,14 @@ func (h *hub) isLagged(w *watcher) bool {
 	return w.lagged
 }
 
-// publish sends o to every watcher without blocking.
+// publish sends o to every watcher of its customer without blocking.
 func (h *hub) publish(o *ordersv1.Order) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for w := range h.watchers {
+		if w.customer != o.GetCustomerId() {
+			continue
+		}
 		select {
 		case w.changes <- o:
 		default:
@@ -89,7 +94,7 @@ func (h *hub) close() {
 
 // WatchOrders implements [ordersv1connect.OrderServiceHandler].
 func (s *Service) WatchOrders(ctx context.Context, _ *connect.Request[ordersv1.WatchOrdersRequest], stream *connect.ServerStream[ordersv1.WatchOrdersResponse]) error {
-	w, ok := s.hub.subscribe()
+	w, ok := s.hub.subscribe(customerFrom(ctx))
 	if !ok {
 		return connect.NewError(connect.CodeUnavailable, errors.New("server is shutting down"))
 	}

@@ -9,10 +9,11 @@ import (
 func TestHubDropsLaggingWatcher(t *testing.T) {
 	t.Parallel()
 	h := newHub()
-	slow, _ := h.subscribe()
-	fast, _ := h.subscribe()
+	slow, _ := h.subscribe("cus_a")
+	fast, _ := h.subscribe("cus_a")
+	other, _ := h.subscribe("cus_b") // sees none of cus_a's orders, so never lags
 	for i := range watchBuffer + 1 {
-		h.publish(&ordersv1.Order{Id: string(rune('a' + i%26))})
+		h.publish(&ordersv1.Order{Id: string(rune('a' + i%26)), CustomerId: "cus_a"})
 		if i < watchBuffer {
 			<-fast.changes // fast keeps up
 		}
@@ -27,12 +28,15 @@ func TestHubDropsLaggingWatcher(t *testing.T) {
 	if got := <-fast.changes; got == nil || h.isLagged(fast) {
 		t.Errorf("fast watcher: got %v, lagged=%v; want the last change, not lagged", got, h.isLagged(fast))
 	}
+	if len(other.changes) != 0 || h.isLagged(other) {
+		t.Errorf("other customer's watcher: got %d changes, lagged=%v; want none", len(other.changes), h.isLagged(other))
+	}
 	h.unsubscribe(slow) // already gone: must not panic
 	h.close()
 	if _, ok := <-fast.changes; ok {
 		t.Error("fast watcher's channel still open after close")
 	}
-	if _, ok := h.subscribe(); ok {
+	if _, ok := h.subscribe("cus_a"); ok {
 		t.Error("subscribe after close succeeded")
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/connectshop/connectshop/gen/payments/v1/paymentsv1connect"
+	"github.com/connectshop/connectshop/internal/auth"
 	"github.com/connectshop/connectshop/internal/rpc"
 )
 
@@ -25,6 +26,13 @@ type Config struct {
 	// owns the store from [New] on: [Server.Close] closes it, also when New
 	// fails.
 	Store Store
+	// ServiceKey is the key orders proves itself with (see
+	// [auth.RequireService]): the PaymentService serves only callers that
+	// hold it. Required unless Insecure.
+	ServiceKey auth.Key
+	// Insecure serves the PaymentService to any caller, without ServiceKey:
+	// anyone who reaches the port can charge and refund. For demos only.
+	Insecure bool
 	// Faults, if not zero, are injected into PaymentService calls (not health
 	// checks), for demos and tests.
 	Faults Faults
@@ -55,12 +63,19 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Faults.validate(); err != nil {
 		return nil, errors.Join(err, cfg.Store.Close())
 	}
+	if len(cfg.ServiceKey) == 0 && !cfg.Insecure {
+		return nil, errors.Join(errors.New("payments: no service key, so any caller could charge and refund; give one, or say Insecure"), cfg.Store.Close())
+	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	svc := &Service{logger: logger, store: cfg.Store, replica: cfg.Name}
 	opts := []connect.HandlerOption{rpc.HandlerOptions(logger, cfg.Name)}
+	if len(cfg.ServiceKey) > 0 {
+		// Health and reflection stay open: probes and tools need no key.
+		opts = append(opts, connect.WithInterceptors(auth.RequireService(cfg.ServiceKey, auth.PaymentsAudience, auth.OrdersCaller)))
+	}
 	if cfg.Faults.enabled() {
 		opts = append(opts, connect.WithInterceptors(cfg.Faults.interceptor()))
 	}

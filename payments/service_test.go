@@ -8,30 +8,51 @@ import (
 	"testing"
 
 	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
 	paymentsv1 "github.com/connectshop/connectshop/gen/payments/v1"
 	"github.com/connectshop/connectshop/gen/payments/v1/paymentsv1connect"
+	"github.com/connectshop/connectshop/internal/auth"
+	"github.com/connectshop/connectshop/internal/memhttp"
 	"github.com/connectshop/connectshop/internal/memhttp/memhttptest"
 	"github.com/connectshop/connectshop/internal/rpc"
 	"github.com/connectshop/connectshop/payments"
 	"github.com/connectshop/connectshop/payments/sqlite"
 )
 
-// newReplica serves a payments replica named name on the database at path,
-// opened as a separate process would open it, and returns a gRPC client for
-// it.
-func newReplica(t *testing.T, path, name string) paymentsv1connect.PaymentServiceClient {
+// serviceKey is what orders proves itself with in these tests.
+var serviceKey = mustKey()
+
+func mustKey() auth.Key {
+	key, err := auth.NewKey()
+	if err != nil {
+		panic(err)
+	}
+	return key
+}
+
+// serveReplica serves a payments replica named name on the database at path,
+// opened as a separate process would open it.
+func serveReplica(t *testing.T, path, name string) *memhttp.Server {
 	t.Helper()
 	store, err := sqlite.Open(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	replica, err := payments.New(payments.Config{Name: name, Store: store})
+	replica, err := payments.New(payments.Config{Name: name, Store: store, ServiceKey: serviceKey})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { replica.Close() })
-	srv := memhttptest.Serve(t, replica.HTTPServer())
-	return paymentsv1connect.NewPaymentServiceClient(srv.Client(), srv.URL(), connect.WithGRPC())
+	return memhttptest.Serve(t, replica.HTTPServer())
+}
+
+// newReplica serves a payments replica and returns a gRPC client for it that
+// calls as orders does, with a service token.
+func newReplica(t *testing.T, path, name string) paymentsv1connect.PaymentServiceClient {
+	t.Helper()
+	srv := serveReplica(t, path, name)
+	return paymentsv1connect.NewPaymentServiceClient(srv.Client(), srv.URL(), connect.WithGRPC(),
+		connect.WithInterceptors(auth.ServiceCredentials(serviceKey, auth.OrdersCaller, auth.PaymentsAudience)))
 }
 
 func charge(key, token string, amount int64) *connect.Request[paymentsv1.ChargeRequest] {
@@ -137,5 +158,63 @@ func TestRefund(t *testing.T) {
 	}
 	if _, err := c.GetPayment(context.Background(), connect.NewRequest(&paymentsv1.GetPaymentRequest{Id: "pay_nope"})); connect.CodeOf(err) != connect.CodeNotFound {
 		t.Errorf("get of unknown payment: got %v, want not_found", err)
+	}
+}
+
+// Only orders may call the PaymentService: without its service token, or
+// with a token signed by another key, every RPC on every protocol is
+// UNAUTHENTICATED and nothing is charged; health and reflection stay open.
+func TestOnlyOrdersMayCall(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "payments.db")
+	srv := serveReplica(t, path, "payments-1")
+	for _, creds := range []struct {
+		name string
+		opts []connect.ClientOption
+	}{
+		{"no token", nil},
+		{"another key", []connect.ClientOption{connect.WithInterceptors(auth.ServiceCredentials(mustKey(), auth.OrdersCaller, auth.PaymentsAudience))}},
+		{"another caller", []connect.ClientOption{connect.WithInterceptors(auth.ServiceCredentials(serviceKey, "intruder", auth.PaymentsAudience))}},
+		{"another audience", []connect.ClientOption{connect.WithInterceptors(auth.ServiceCredentials(serviceKey, auth.OrdersCaller, "orders"))}},
+	} {
+		for _, protocol := range []connect.ClientOption{connect.WithGRPC(), connect.WithProtoJSON(), connect.WithGRPCWeb()} {
+			c := paymentsv1connect.NewPaymentServiceClient(srv.Client(), srv.URL(), append(creds.opts, protocol)...)
+			_, err := c.Charge(context.Background(), charge("intruder", "tok_visa", 100_000_000))
+			if connect.CodeOf(err) != connect.CodeUnauthenticated {
+				t.Errorf("%s: Charge: got %v, want unauthenticated", creds.name, err)
+			}
+			_, err = c.Refund(context.Background(), connect.NewRequest(&paymentsv1.RefundRequest{PaymentId: "pay_x"}))
+			if connect.CodeOf(err) != connect.CodeUnauthenticated {
+				t.Errorf("%s: Refund: got %v, want unauthenticated", creds.name, err)
+			}
+			_, err = c.GetPayment(context.Background(), connect.NewRequest(&paymentsv1.GetPaymentRequest{Id: "pay_x"}))
+			if connect.CodeOf(err) != connect.CodeUnauthenticated {
+				t.Errorf("%s: GetPayment: got %v, want unauthenticated", creds.name, err)
+			}
+		}
+	}
+	// Nothing was charged: orders' own call with the same key charges anew.
+	c := newReplica(t, path, "payments-2")
+	resp, err := c.Charge(context.Background(), charge("intruder", "tok_visa", 100))
+	if err != nil || resp.Msg.GetPayment().GetAmount().GetMinorUnits() != 100 {
+		t.Errorf("orders' charge after refused ones: got %v (err %v), want a new payment of 100", resp, err)
+	}
+	// Probes need no key.
+	health := grpchealth.NewClient(srv.Client(), srv.URL(), connect.WithGRPC())
+	if resp, err := health.Check(context.Background(), &grpchealth.CheckRequest{Service: paymentsv1connect.PaymentServiceName}); err != nil || resp.Status != grpchealth.StatusServing {
+		t.Errorf("health check without a key: got %v (err %v), want SERVING", resp, err)
+	}
+}
+
+// A replica without a service key refuses to start unless told to serve any
+// caller.
+func TestNewNeedsAServiceKey(t *testing.T) {
+	t.Parallel()
+	store, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "payments.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := payments.New(payments.Config{Name: "payments-1", Store: store}); err == nil {
+		t.Fatal("New without ServiceKey or Insecure: got no error")
 	}
 }

@@ -92,7 +92,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// connection stays pinned to one replica across passes, as in production.
 	clients := make([]*lbproof.Orders, len(setups))
 	for i, s := range setups {
-		o, err := lbproof.StartOrders(ctx, fmt.Sprintf("%s/orders-%d", dir, i), s.target, nil)
+		o, err := lbproof.StartOrders(ctx, fmt.Sprintf("%s/orders-%d", dir, i), rs, s.target, nil)
 		if err != nil {
 			return err
 		}

@@ -1,20 +1,20 @@
 // Command orders runs the orders service and the demo page.
 //
 //	go run ./cmd/orders -addr localhost:8080 -db data/orders.db -payments http://localhost:8081,http://localhost:8082
-//	go run ./cmd/orders -payments dns:///payments.shop.svc.cluster.local:8081
+//	go run ./cmd/orders -payments dns:///payments.shop.svc.cluster.local:8081 -service-key-file /secrets/service.key
+//
+// It proves itself to payments with the key in -service-key-file, and signs
+// customer sessions with the key in -session-key-file.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"os/signal"
-	"syscall"
+	"path/filepath"
+	"time"
 
 	"github.com/connectshop/connectshop/internal/cli"
 	"github.com/connectshop/connectshop/orders"
@@ -22,28 +22,33 @@ import (
 	"github.com/connectshop/connectshop/web"
 )
 
-func main() {
-	if err := run(context.Background(), os.Args, os.Getenv, os.Stderr); err != nil {
-		fmt.Fprintf(os.Stderr, "orders: %v\n", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("orders", run) }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	addr := fs.String("addr", "localhost:8080", "address to listen on (Connect, gRPC, gRPC-Web, the page; HTTP/1.1 and h2c)")
+	fs := cli.NewFlagSet(args[0], stderr)
+	addr := fs.String("addr", "localhost:8080", "address to listen on (Connect, gRPC, gRPC-Web, REST, the page; HTTP/1.1 and h2c)")
 	db := fs.String("db", "data/orders.db", "SQLite database file")
 	targets := fs.String("payments", "http://localhost:8081", "payments replicas: comma-separated http://host:port, or dns:///name:port for every address of name, re-resolved every 5s")
-	var origins cli.List
-	origins.Set(getenv("CORS_ORIGINS"))
-	fs.Var(&origins, "cors-origins", "comma-separated browser origins allowed to call (env CORS_ORIGINS)")
+	origins := cli.Origins(fs, getenv)
+	keyFile := cli.ServiceKeyFile(fs, getenv)
+	sessionKeyFile := fs.String("session-key-file", getenv("SESSION_KEY_FILE"),
+		"file with the key that signs customer sessions, base64; every orders instance needs the same one (env SESSION_KEY_FILE; default: session.key beside -db, made on first start)")
+	recovery := fs.Duration("recovery-interval", 30*time.Second, "how often orders left half-way (PENDING, CANCELLING) are settled; each waits twice the payment timeout (10s) first")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil)).With("service", "orders")
+	serviceKey, err := cli.ReadServiceKey(*keyFile)
+	if err != nil {
+		return err
+	}
+	if serviceKey == nil {
+		logger.Warn("no -service-key-file: calling payments without a service token, which only a payments running with -insecure accepts")
+	}
+	sessionKey, err := cli.SessionKey(*sessionKeyFile, filepath.Dir(*db))
+	if err != nil {
+		return err
+	}
 	lis, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
@@ -54,11 +59,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	srv, err := orders.New(orders.Config{
-		Logger:         logger,
-		Store:          store,
-		Payments:       orders.PaymentsConfig{Target: *targets},
-		Page:           web.Handler(),
-		AllowedOrigins: origins,
+		Logger:           logger,
+		Store:            store,
+		Payments:         orders.PaymentsConfig{Target: *targets, ServiceKey: serviceKey},
+		SessionKey:       sessionKey,
+		RecoveryInterval: *recovery,
+		Page:             web.Handler(),
+		AllowedOrigins:   *origins,
 	})
 	if err != nil {
 		return err

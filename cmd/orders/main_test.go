@@ -34,7 +34,7 @@ func TestRunServesOrdersWithPaymentsDown(t *testing.T) {
 	})
 	addr := logs.WaitFor(t, regexp.MustCompile(`msg=serving .*addr=(\S+)`))[1]
 
-	c := ordersv1connect.NewOrderServiceClient(rpc.NewH2CClient(), "http://"+addr, connect.WithGRPC())
+	c := ordersv1connect.NewOrderServiceClient(rpc.NewH2CClient(), "http://"+addr, connect.WithGRPC(), cmdtest.Customer(t, "http://"+addr))
 	if _, err := c.ListProducts(context.Background(), connect.NewRequest(&ordersv1.ListProductsRequest{})); err != nil {
 		t.Fatalf("ListProducts: %v", err)
 	}

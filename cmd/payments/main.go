@@ -1,52 +1,48 @@
 // Command payments runs one payments replica.
 //
-//	go run ./cmd/payments -addr localhost:8081 -name payments-1 -db data/payments.db
+//	go run ./cmd/payments -addr localhost:8081 -name payments-1 -db data/payments.db -service-key-file service.key
 //
-// Several replicas may share one database file.
+// Several replicas may share one database file. It serves only callers that
+// prove they hold the key in -service-key-file: orders, given the same file.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/connectshop/connectshop/internal/cli"
 	"github.com/connectshop/connectshop/payments"
 	"github.com/connectshop/connectshop/payments/sqlite"
 )
 
-func main() {
-	if err := run(context.Background(), os.Args, os.Getenv, os.Stderr); err != nil {
-		fmt.Fprintf(os.Stderr, "payments: %v\n", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("payments", run) }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := cli.NewFlagSet(args[0], stderr)
 	addr := fs.String("addr", "localhost:8081", "address to listen on (Connect, gRPC, gRPC-Web; HTTP/1.1 and h2c)")
 	name := fs.String("name", "payments-1", "replica name, recorded on every payment it charges")
 	db := fs.String("db", "data/payments.db", "SQLite database file; replicas may share one")
-	var origins cli.List
-	origins.Set(getenv("CORS_ORIGINS"))
-	fs.Var(&origins, "cors-origins", "comma-separated browser origins allowed to call (env CORS_ORIGINS)")
-	var faults payments.Faults
-	fs.DurationVar(&faults.Latency, "fault-latency", 0, "inject this latency into every payment call (demos, tests)")
-	fs.Float64Var(&faults.ErrorRate, "fault-error-rate", 0, "fail this share (0-1) of payment calls with UNAVAILABLE (demos, tests)")
+	origins := cli.Origins(fs, getenv)
+	keyFile := cli.ServiceKeyFile(fs, getenv)
+	insecure := fs.Bool("insecure", false, "serve payments without -service-key-file: anyone who reaches the port can charge and refund (demos only)")
+	faults := cli.Faults(fs, "every payment call")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
+	key, err := cli.ReadServiceKey(*keyFile)
+	if err != nil {
+		return err
+	}
+	if key == nil && !*insecure {
+		return errors.New("-service-key-file is required: it holds the key orders proves itself with, so that nobody else can charge or refund (pass -insecure to serve any caller)")
+	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil)).With("service", *name)
+	if *insecure {
+		logger.Warn("running with -insecure: any caller can charge and refund")
+	}
 	lis, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
@@ -56,7 +52,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	srv, err := payments.New(payments.Config{Name: *name, Logger: logger, Store: store, Faults: faults, AllowedOrigins: origins})
+	srv, err := payments.New(payments.Config{
+		Name:           *name,
+		Logger:         logger,
+		Store:          store,
+		ServiceKey:     key,
+		Insecure:       *insecure,
+		Faults:         *faults,
+		AllowedOrigins: *origins,
+	})
 	if err != nil {
 		return err
 	}

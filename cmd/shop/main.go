@@ -9,43 +9,26 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"os/signal"
 	"strconv"
-	"syscall"
 
 	"github.com/connectshop/connectshop/internal/cli"
 	"github.com/connectshop/connectshop/internal/shop"
-	"github.com/connectshop/connectshop/payments"
 	"github.com/connectshop/connectshop/web"
 )
 
-func main() {
-	if err := run(context.Background(), os.Args, os.Getenv, os.Stderr); err != nil {
-		fmt.Fprintf(os.Stderr, "shop: %v\n", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("shop", run) }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := cli.NewFlagSet(args[0], stderr)
 	addr := fs.String("addr", "localhost:8080", "address of orders and the page; payments replicas take the next ports")
 	replicas := fs.Int("replicas", 3, "number of payments replicas")
 	data := fs.String("data", "data", "directory for the SQLite files (orders.db, payments.db)")
-	var origins cli.List
-	origins.Set(getenv("CORS_ORIGINS"))
-	fs.Var(&origins, "cors-origins", "comma-separated browser origins allowed to call (env CORS_ORIGINS)")
-	var faults payments.Faults
-	fs.DurationVar(&faults.Latency, "fault-latency", 0, "inject this latency into every call to payments-1 (the others stay healthy, for contrast)")
-	fs.Float64Var(&faults.ErrorRate, "fault-error-rate", 0, "fail this share (0-1) of calls to payments-1 with UNAVAILABLE")
+	origins := cli.Origins(fs, getenv)
+	faults := cli.Faults(fs, "every call to payments-1 (the others stay healthy, for contrast)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -61,6 +44,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return fmt.Errorf("-addr: port: %w", err)
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	sessionKey, err := cli.SessionKey("", *data)
+	if err != nil {
+		return err
+	}
 
 	// Listen on every port first, so a port in use fails before anything runs.
 	ordersLis, err := net.Listen("tcp", *addr)
@@ -85,7 +72,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Payments:       paymentLis,
 		Dir:            *data,
 		Page:           web.Handler(),
-		Faults:         faults,
-		AllowedOrigins: origins,
+		SessionKey:     sessionKey,
+		Faults:         *faults,
+		AllowedOrigins: *origins,
 	})
 }

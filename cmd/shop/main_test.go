@@ -35,7 +35,8 @@ func TestRunServesTheShop(t *testing.T) {
 	}
 
 	httpClient := rpc.NewH2CClient()
-	c := ordersv1connect.NewOrderServiceClient(httpClient, baseURL, connect.WithProtoJSON())
+	customer := cmdtest.Customer(t, baseURL)
+	c := ordersv1connect.NewOrderServiceClient(httpClient, baseURL, connect.WithProtoJSON(), customer)
 	replicas := map[string]int{}
 	var lastOrder *ordersv1.Order
 	for range 30 {
@@ -59,7 +60,7 @@ func TestRunServesTheShop(t *testing.T) {
 
 	// Started again on the same data, the shop still has the order.
 	baseURL, _ = startShop(t, args)
-	c = ordersv1connect.NewOrderServiceClient(httpClient, baseURL, connect.WithGRPC())
+	c = ordersv1connect.NewOrderServiceClient(httpClient, baseURL, connect.WithGRPC(), customer) // the session key is kept in -data
 	got, err := c.GetOrder(context.Background(), connect.NewRequest(&ordersv1.GetOrderRequest{Id: lastOrder.GetId()}))
 	if err != nil || got.Msg.GetOrder().GetStatus() != ordersv1.OrderStatus_ORDER_STATUS_PAID {
 		t.Fatalf("after restart: got %v (err %v), want order %s PAID", got, err, lastOrder.GetId())

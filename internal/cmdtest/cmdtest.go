@@ -10,6 +10,12 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"connectrpc.com/connect"
+	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
+	"github.com/connectshop/connectshop/gen/orders/v1/ordersv1connect"
+	"github.com/connectshop/connectshop/internal/auth"
+	"github.com/connectshop/connectshop/internal/rpc"
 )
 
 // Logs collects what a command writes to stderr.
@@ -68,4 +74,16 @@ func Start(t testing.TB, run func(ctx context.Context, stderr io.Writer) error) 
 	}
 	t.Cleanup(func() { stop() })
 	return logs, stop
+}
+
+// Customer starts a customer session on the orders service at baseURL and
+// returns a client option that sends it with every call.
+func Customer(t testing.TB, baseURL string) connect.ClientOption {
+	t.Helper()
+	c := ordersv1connect.NewOrderServiceClient(rpc.NewH2CClient(), baseURL)
+	resp, err := c.CreateSession(context.Background(), connect.NewRequest(&ordersv1.CreateSessionRequest{}))
+	if err != nil {
+		t.Fatalf("CreateSession: %v", err)
+	}
+	return connect.WithInterceptors(auth.Bearer(resp.Msg.GetToken()))
 }

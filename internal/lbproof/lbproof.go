@@ -18,6 +18,7 @@ import (
 
 	"github.com/bufbuild/httplb/resolver"
 	"github.com/connectshop/connectshop/gen/orders/v1/ordersv1connect"
+	"github.com/connectshop/connectshop/internal/auth"
 	"github.com/connectshop/connectshop/internal/rpc"
 	"github.com/connectshop/connectshop/orders"
 	orderssqlite "github.com/connectshop/connectshop/orders/sqlite"
@@ -39,17 +40,22 @@ func (r *Replica) Kill() { r.srv.HTTPServer().Close() }
 // Replicas is a set of payments replicas sharing one database file.
 type Replicas struct {
 	List  []*Replica
+	Key   auth.Key              // the service key orders must prove itself with
 	store *paymentssqlite.Store // for checks: every replica writes this file
 }
 
 // StartReplicas starts one payments replica per address (host:port; port 0
 // picks a free one), named payments-1, payments-2..., sharing dir/payments.db.
 func StartReplicas(ctx context.Context, dir string, addrs []string, faults payments.Faults) (*Replicas, error) {
+	key, err := auth.NewKey()
+	if err != nil {
+		return nil, err
+	}
 	store, err := paymentssqlite.Open(ctx, filepath.Join(dir, "payments.db"))
 	if err != nil {
 		return nil, err
 	}
-	rs := &Replicas{store: store}
+	rs := &Replicas{Key: key, store: store}
 	for i, addr := range addrs {
 		lis, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -57,7 +63,7 @@ func StartReplicas(ctx context.Context, dir string, addrs []string, faults payme
 			return nil, err
 		}
 		name := "payments-" + strconv.Itoa(i+1)
-		srv, err := payments.New(payments.Config{Name: name, Store: store.Share(), Faults: faults})
+		srv, err := payments.New(payments.Config{Name: name, Store: store.Share(), ServiceKey: key, Faults: faults})
 		if err != nil {
 			lis.Close()
 			rs.Close()
@@ -120,14 +126,20 @@ type Orders struct {
 }
 
 // StartOrders starts orders, as cmd/orders does, on a free loopback port with
-// its data in dir, calling payments at target (health checks here run every
-// second). resolver, if not nil, replaces the one the target implies.
-func StartOrders(ctx context.Context, dir, target string, resolver resolver.Resolver) (*Orders, error) {
+// its data in dir, calling payments at target with the service key of
+// replicas (health checks here run every second). resolver, if not nil,
+// replaces the one the target implies.
+func StartOrders(ctx context.Context, dir string, replicas *Replicas, target string, resolver resolver.Resolver) (*Orders, error) {
 	// Warnings only (a payments call that failed, with its code): go test shows
 	// them for a failing package, and they are what explains a failure.
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
+		return nil, err
+	}
+	sessionKey, err := auth.NewKey()
+	if err != nil {
+		lis.Close()
 		return nil, err
 	}
 	store, err := orderssqlite.Open(ctx, filepath.Join(dir, "orders.db"))
@@ -136,10 +148,12 @@ func StartOrders(ctx context.Context, dir, target string, resolver resolver.Reso
 		return nil, err
 	}
 	srv, err := orders.New(orders.Config{
-		Logger: logger,
-		Store:  store,
+		Logger:     logger,
+		Store:      store,
+		SessionKey: sessionKey,
 		Payments: orders.PaymentsConfig{
 			Target:         target,
+			ServiceKey:     replicas.Key,
 			HealthInterval: time.Second,
 			Resolver:       resolver,
 		},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"iter"
 	"net"
 	"os"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/bufbuild/httplb/resolver"
 	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
+	"github.com/connectshop/connectshop/gen/orders/v1/ordersv1connect"
 	"github.com/connectshop/connectshop/internal/load"
 	"github.com/connectshop/connectshop/payments"
 )
@@ -28,9 +30,9 @@ func startReplicas(t *testing.T, addrs ...string) *Replicas {
 	return rs
 }
 
-func startOrders(t *testing.T, target string, res resolver.Resolver) *Orders {
+func startOrders(t *testing.T, rs *Replicas, target string, res resolver.Resolver) *Orders {
 	t.Helper()
-	o, err := StartOrders(context.Background(), t.TempDir(), target, res)
+	o, err := StartOrders(context.Background(), t.TempDir(), rs, target, res)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +81,7 @@ func assertSpread(t *testing.T, res *load.Result, rs *Replicas) {
 func TestClientSideBalancingSpreads(t *testing.T) {
 	t.Parallel()
 	rs := startReplicas(t, three()...)
-	assertSpread(t, sequential(t, startOrders(t, rs.Targets(), nil), 300), rs)
+	assertSpread(t, sequential(t, startOrders(t, rs, rs.Targets(), nil), 300), rs)
 }
 
 // The trap: behind an L4 balancer the one HTTP/2 connection, and so every
@@ -88,7 +90,7 @@ func TestHAProxyTCPPinsToOneReplica(t *testing.T) {
 	t.Parallel()
 	rs := startReplicas(t, three()...)
 	h := startHAProxy(t, TCP, rs.Addrs())
-	res := sequential(t, startOrders(t, "http://"+h.Addr, nil), 300)
+	res := sequential(t, startOrders(t, rs, "http://"+h.Addr, nil), 300)
 	top := 0
 	for _, n := range res.PerReplica {
 		top = max(top, n)
@@ -103,7 +105,7 @@ func TestHAProxyHTTPSpreads(t *testing.T) {
 	t.Parallel()
 	rs := startReplicas(t, three()...)
 	h := startHAProxy(t, HTTP, rs.Addrs())
-	assertSpread(t, sequential(t, startOrders(t, "http://"+h.Addr, nil), 300), rs)
+	assertSpread(t, sequential(t, startOrders(t, rs, "http://"+h.Addr, nil), 300), rs)
 }
 
 // manualResolver answers with whatever addresses the test sets, as DNS for a
@@ -147,7 +149,7 @@ func TestNewReplicaGetsTrafficWithin10s(t *testing.T) {
 	port := freePort(t)
 	rs := startReplicas(t, "127.0.0.1:"+port, "127.0.0.2:"+port, "127.0.0.3:"+port)
 	res := &manualResolver{addrs: rs.Addrs()[:2]}
-	o := startOrders(t, "dns:///payments:"+port, res)
+	o := startOrders(t, rs, "dns:///payments:"+port, res)
 	sequential(t, o, 1)
 
 	res.set(rs.Addrs()...) // payments-3 scales up
@@ -183,7 +185,7 @@ func TestKillingAReplicaUnderLoadLosesNothing(t *testing.T) {
 	}
 	t.Parallel()
 	rs := startReplicas(t, three()...)
-	o := startOrders(t, rs.Targets(), nil)
+	o := startOrders(t, rs, rs.Targets(), nil)
 	time.AfterFunc(7*time.Second, rs.List[1].Kill) // mid-load
 	res := load.Load{Duration: 20 * time.Second, Concurrency: 8}.Run(context.Background(), o.Client())
 	if len(res.Errors) > 0 {
@@ -203,9 +205,45 @@ func TestKillingAReplicaUnderLoadLosesNothing(t *testing.T) {
 	if charged != res.Orders() {
 		t.Errorf("payments charged %d orders, want %d (one per paid order)", charged, res.Orders())
 	}
-	// Every order the client saw paid is paid in orders' own records too.
-	list, err := o.Client().ListOrders(context.Background(), connect.NewRequest(&ordersv1.ListOrdersRequest{PageSize: 1}))
-	if err != nil || len(list.Msg.GetOrders()) != 1 || list.Msg.GetOrders()[0].GetStatus() != ordersv1.OrderStatus_ORDER_STATUS_PAID {
-		t.Errorf("newest order: got %v (err %v), want PAID", list, err)
+	// Every order the clients saw paid is paid in orders' own records too.
+	paid := 0
+	for _, token := range res.Sessions {
+		for o, err := range listOrders(o.Client(), token) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.GetStatus() != ordersv1.OrderStatus_ORDER_STATUS_PAID {
+				t.Errorf("order %s is %v, want PAID", o.GetId(), o.GetStatus())
+			}
+			paid++
+		}
+	}
+	if paid != res.Orders() {
+		t.Errorf("orders lists %d orders of the load's customers, want %d", paid, res.Orders())
+	}
+}
+
+// listOrders yields every order of the customer whose session token is
+// given, page by page.
+func listOrders(c ordersv1connect.OrderServiceClient, token string) iter.Seq2[*ordersv1.Order, error] {
+	return func(yield func(*ordersv1.Order, error) bool) {
+		pageToken := ""
+		for {
+			req := connect.NewRequest(&ordersv1.ListOrdersRequest{PageSize: 100, PageToken: pageToken})
+			req.Header().Set("Authorization", "Bearer "+token)
+			resp, err := c.ListOrders(context.Background(), req)
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			for _, o := range resp.Msg.GetOrders() {
+				if !yield(o, nil) {
+					return
+				}
+			}
+			if pageToken = resp.Msg.GetNextPageToken(); pageToken == "" {
+				return
+			}
+		}
 	}
 }

@@ -22,6 +22,7 @@ type Result struct {
 	Latencies  []time.Duration // of successful CreateOrder calls, sorted
 	Errors     []error
 	Elapsed    time.Duration
+	Sessions   []string // the session token of each client, to look up its orders
 }
 
 // Orders returns how many orders were paid.
@@ -53,7 +54,8 @@ type Load struct {
 	Concurrency int
 }
 
-// Run places orders through c and records who charged them. Every call has a
+// Run places orders through c and records who charged them. Each client is a
+// customer of its own, with a session from CreateSession. Every call has a
 // 10 s deadline; the run stops early if ctx ends.
 func (l Load) Run(ctx context.Context, c ordersv1connect.OrderServiceClient) *Result {
 	var (
@@ -76,18 +78,35 @@ func (l Load) Run(ctx context.Context, c ordersv1connect.OrderServiceClient) *Re
 	}
 	for w := range client {
 		wg.Go(func() {
+			var token string
 			for {
 				n, ok := more()
 				if !ok {
 					return
 				}
+				if token == "" {
+					var err error
+					token, err = session(ctx, c)
+					mu.Lock()
+					if err != nil {
+						res.Errors = append(res.Errors, err)
+					} else {
+						res.Sessions = append(res.Sessions, token)
+					}
+					mu.Unlock()
+					if err != nil {
+						return
+					}
+				}
 				callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 				t0 := time.Now()
-				resp, err := c.CreateOrder(callCtx, connect.NewRequest(&ordersv1.CreateOrderRequest{
+				req := connect.NewRequest(&ordersv1.CreateOrderRequest{
 					Items:          []*ordersv1.CartItem{{ProductId: "sticker-pack", Quantity: 1}},
 					PaymentToken:   "tok_visa",
 					IdempotencyKey: fmt.Sprintf("load-%d-%d-%d", start.UnixNano(), w, n),
-				}))
+				})
+				req.Header().Set("Authorization", "Bearer "+token)
+				resp, err := c.CreateOrder(callCtx, req)
 				d := time.Since(t0)
 				cancel()
 				mu.Lock()
@@ -126,6 +145,18 @@ func Merge(a, b *Result) *Result {
 	a.Latencies = append(a.Latencies, b.Latencies...)
 	slices.Sort(a.Latencies)
 	a.Errors = append(a.Errors, b.Errors...)
+	a.Sessions = append(a.Sessions, b.Sessions...)
 	a.Elapsed += b.Elapsed
 	return a
+}
+
+// session starts a customer session and returns its token.
+func session(ctx context.Context, c ordersv1connect.OrderServiceClient) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	resp, err := c.CreateSession(ctx, connect.NewRequest(&ordersv1.CreateSessionRequest{}))
+	if err != nil {
+		return "", fmt.Errorf("create session: %w", err)
+	}
+	return resp.Msg.GetToken(), nil
 }

@@ -11,7 +11,10 @@ import (
 
 // logInterceptor writes one line per finished call: procedure, protocol,
 // code and duration. Server errors (INTERNAL, UNKNOWN, DATA_LOSS) are logged
-// at error level with their message, which the client never sees.
+// at error level with their message, which the client never sees. A call
+// whose client went away (cancelled, disconnected, out of time) is logged as
+// such, whatever error that caused inside: it is the client's doing, not a
+// failure of the server.
 func logInterceptor(logger *slog.Logger) connect.Interceptor {
 	return &logging{logger: logger}
 }
@@ -44,6 +47,14 @@ func (l *logging) log(ctx context.Context, procedure, protocol string, start tim
 	attrs := []any{"procedure", procedure, "protocol", protocol, "duration", time.Since(start)}
 	if err == nil {
 		l.logger.InfoContext(ctx, "call", append(attrs, "code", "ok")...)
+		return
+	}
+	if cause := ctx.Err(); cause != nil {
+		code := connect.CodeCanceled
+		if errors.Is(cause, context.DeadlineExceeded) {
+			code = connect.CodeDeadlineExceeded
+		}
+		l.logger.DebugContext(ctx, "call ended by its client", append(attrs, "code", code.String())...)
 		return
 	}
 	code := connect.CodeOf(err)

@@ -29,6 +29,10 @@ const (
 	UnaryTimeout = 15 * time.Second
 	// ShutdownTimeout is how long a stopping server waits for calls in flight.
 	ShutdownTimeout = 10 * time.Second
+	// StalledWriteTimeout is how long an HTTP/2 connection may have data
+	// waiting to be written without a byte of it getting through before it
+	// is closed.
+	StalledWriteTimeout = 30 * time.Second
 )
 
 // NewHTTPServer returns a server for h that speaks HTTP/1.1 and HTTP/2
@@ -39,6 +43,9 @@ const (
 // and would cut server streams (WatchOrders) short. [Middleware] bounds the
 // time to send a request body instead ([bodyTimeout]), handlers bound unary
 // calls ([UnaryTimeout]), and message sizes are capped ([MaxMessageBytes]).
+// An HTTP/2 connection to which nothing can be written for
+// [StalledWriteTimeout] (a client that stopped reading) is closed; [Serve]
+// caps the connections served at once ([ConnLimit]).
 func NewHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
 	srv := &http.Server{
 		Handler:           h,
@@ -52,6 +59,8 @@ func NewHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
 			// Ping idle clients so dead connections are noticed and freed.
 			SendPingTimeout: 30 * time.Second,
 			PingTimeout:     10 * time.Second,
+			// Close a connection whose client stopped reading altogether.
+			WriteByteTimeout: StalledWriteTimeout,
 		},
 	}
 	srv.Protocols.SetHTTP1(true)
@@ -62,10 +71,19 @@ func NewHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
 // Serve runs srv on lis until ctx is done, then shuts it down gracefully,
 // waiting up to [ShutdownTimeout] for calls in flight. It returns nil after a
 // clean shutdown.
+//
+// It serves at most [DefaultMaxConns] connections at once, closing the ones
+// over the cap as they come (see [ConnLimit]); pass a listener from
+// [LimitConns] for another cap.
 func Serve(ctx context.Context, srv *http.Server, lis net.Listener, logger *slog.Logger) error {
+	limited, ok := lis.(*ConnLimit)
+	if !ok {
+		limited = LimitConns(lis, DefaultMaxConns, logger)
+	}
+	lis = limited
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(lis) }()
-	logger.Info("serving", "addr", lis.Addr().String())
+	logger.Info("serving", "addr", lis.Addr().String(), "max_conns", limited.Max())
 	select {
 	case err := <-serveErr:
 		return fmt.Errorf("serve %s: %w", lis.Addr(), err)

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/connectshop/connectshop/internal/auth"
 	"github.com/connectshop/connectshop/orders"
 	orderssqlite "github.com/connectshop/connectshop/orders/sqlite"
 	"github.com/connectshop/connectshop/payments"
@@ -35,6 +36,8 @@ type Config struct {
 	Dir string
 	// Page is served by orders at "/".
 	Page http.Handler
+	// SessionKey signs customer sessions.
+	SessionKey auth.Key
 	// Faults are injected into payments-1 only; the others stay healthy, for
 	// contrast.
 	Faults payments.Faults
@@ -92,6 +95,12 @@ func build(ctx context.Context, cfg Config) (servers []server, listeners []net.L
 			servers = nil
 		}
 	}()
+	// A fresh service key for each run: it never leaves this process, and
+	// only this run's orders can call this run's replicas.
+	serviceKey, err := auth.NewKey()
+	if err != nil {
+		return nil, nil, err
+	}
 	paymentsStore, err := paymentssqlite.Open(ctx, filepath.Join(cfg.Dir, "payments.db"))
 	if err != nil {
 		return nil, nil, err
@@ -111,6 +120,7 @@ func build(ctx context.Context, cfg Config) (servers []server, listeners []net.L
 			Name:           name,
 			Logger:         cfg.Logger.With("service", name),
 			Store:          store,
+			ServiceKey:     serviceKey,
 			Faults:         faults,
 			AllowedOrigins: cfg.AllowedOrigins,
 		})
@@ -126,7 +136,8 @@ func build(ctx context.Context, cfg Config) (servers []server, listeners []net.L
 	ordersSrv, err := orders.New(orders.Config{
 		Logger:         cfg.Logger.With("service", "orders"),
 		Store:          ordersStore,
-		Payments:       orders.PaymentsConfig{Target: targets(cfg.Payments)},
+		Payments:       orders.PaymentsConfig{Target: targets(cfg.Payments), ServiceKey: serviceKey},
+		SessionKey:     cfg.SessionKey,
 		Page:           cfg.Page,
 		AllowedOrigins: cfg.AllowedOrigins,
 	})

@@ -55,8 +55,11 @@ const maxGroup = 64
 // ErrClosed is returned by [DB.InTx] after [DB.Close].
 var ErrClosed = errors.New("database closed")
 
-// Open opens (creating if needed) the database file at path and applies
-// schema, which must be idempotent (CREATE ... IF NOT EXISTS).
+// Open opens (creating if needed) the database file at path and brings its
+// schema up to date: migrations[i] takes the schema from version i to i+1
+// (SQLite's user_version). Each runs in its own write transaction that
+// checks the version again, so processes opening one file at once apply each
+// migration once.
 //
 // Every connection uses WAL, so readers never block the writer and several
 // processes (payments replicas) can share one file; synchronous=FULL, so a
@@ -67,7 +70,7 @@ var ErrClosed = errors.New("database closed")
 //
 // Each call opens the file afresh, with its own writer: to share one writer
 // between handles in one process, use [DB.Share].
-func Open(ctx context.Context, path, schema string) (*DB, error) {
+func Open(ctx context.Context, path string, migrations ...string) (*DB, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
@@ -80,9 +83,9 @@ func Open(ctx context.Context, path, schema string) (*DB, error) {
 		return nil, fmt.Errorf("open database %s: %w", abs, err)
 	}
 	writes.SetMaxOpenConns(1)
-	if _, err := writes.ExecContext(ctx, schema); err != nil {
+	if err := migrate(ctx, writes, migrations); err != nil {
 		writes.Close()
-		return nil, fmt.Errorf("apply schema to %s: %w", path, err)
+		return nil, fmt.Errorf("migrate %s: %w", path, err)
 	}
 	reads, err := sql.Open("sqlite", dsn(abs, "query_only(1)"))
 	if err != nil {
@@ -92,6 +95,37 @@ func Open(ctx context.Context, path, schema string) (*DB, error) {
 	f := &file{reads: reads, writes: writes, queue: make(chan *write), closed: make(chan struct{}), refs: 1}
 	f.loop.Go(f.writeLoop)
 	return &DB{file: f}, nil
+}
+
+// migrate applies the migrations the database has not had yet.
+func migrate(ctx context.Context, db *sql.DB, migrations []string) error {
+	for version, m := range migrations {
+		err := func() error {
+			tx, err := db.BeginTx(ctx, nil) // BEGIN IMMEDIATE: one migrator at a time
+			if err != nil {
+				return err
+			}
+			defer tx.Rollback()
+			var current int
+			if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&current); err != nil {
+				return err
+			}
+			if current > version {
+				return nil
+			}
+			if _, err := tx.ExecContext(ctx, m); err != nil {
+				return fmt.Errorf("to version %d: %w", version+1, err)
+			}
+			if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", version+1)); err != nil {
+				return err
+			}
+			return tx.Commit()
+		}()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // dsn returns the modernc.org/sqlite data source for the file at abs with a

@@ -209,3 +209,37 @@ func TestGroupedWritesFailAlone(t *testing.T) {
 		t.Fatalf("InTx after Close: got %v, want ErrClosed", err)
 	}
 }
+
+// Migrations run once each, in order, also when processes open a new file at
+// the same moment; a later version adds only what is new.
+func TestMigrations(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "m.db")
+	v1 := []string{`CREATE TABLE log (n INTEGER NOT NULL)`, `INSERT INTO log VALUES (1)`}
+	var wg sync.WaitGroup
+	dbs := make([]*sqlitedb.DB, 4)
+	errs := make([]error, len(dbs))
+	for i := range dbs {
+		wg.Go(func() { dbs[i], errs[i] = sqlitedb.Open(ctx, path, v1...) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("open %d: %v", i, err)
+		}
+		dbs[i].Close()
+	}
+	db, err := sqlitedb.Open(ctx, path, append(v1, `INSERT INTO log VALUES (2)`)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n, sum, version int
+	if err := db.QueryRow(ctx, "SELECT count(*), sum(n) FROM log").Scan(&n, &sum); err != nil || n != 2 || sum != 3 {
+		t.Fatalf("got %d rows summing to %d (err %v), want rows 1 and 2", n, sum, err)
+	}
+	if err := db.QueryRow(ctx, "PRAGMA user_version").Scan(&version); err != nil || version != 3 {
+		t.Fatalf("got version %d (err %v), want 3", version, err)
+	}
+}

@@ -15,20 +15,49 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// The order itself is stored as its protobuf encoding, so items and hops need
-// no tables of their own; the columns beside it are what queries filter on.
-const schema = `
-CREATE TABLE IF NOT EXISTS orders (
-	seq             INTEGER PRIMARY KEY AUTOINCREMENT, -- list order, page cursor
-	id              TEXT NOT NULL UNIQUE,
-	idempotency_key TEXT NOT NULL UNIQUE,
-	request_hash    BLOB NOT NULL,
-	payment_token   TEXT NOT NULL, -- test tokens only; a real shop stores a payment-method reference
-	status          INTEGER NOT NULL,
-	updated_at      INTEGER NOT NULL, -- Unix nanoseconds
-	data            BLOB NOT NULL     -- orders.v1.Order, binary
-) STRICT;
-CREATE INDEX IF NOT EXISTS orders_pending ON orders (updated_at) WHERE status = 1;`
+// migrations take the schema from one version to the next; see
+// [sqlitedb.Open]. The order itself is stored as its protobuf encoding, so
+// items and hops need no tables of their own; the columns beside it are what
+// queries filter on.
+var migrations = []string{
+	// 1: the first version, created with IF NOT EXISTS because databases made
+	// before versioning have it at version 0.
+	`CREATE TABLE IF NOT EXISTS orders (
+		seq             INTEGER PRIMARY KEY AUTOINCREMENT, -- list order, page cursor
+		id              TEXT NOT NULL UNIQUE,
+		idempotency_key TEXT NOT NULL UNIQUE,
+		request_hash    BLOB NOT NULL,
+		payment_token   TEXT NOT NULL, -- test tokens only; a real shop stores a payment-method reference
+		status          INTEGER NOT NULL,
+		updated_at      INTEGER NOT NULL, -- Unix nanoseconds
+		data            BLOB NOT NULL     -- orders.v1.Order, binary
+	) STRICT;
+	CREATE INDEX IF NOT EXISTS orders_pending ON orders (updated_at) WHERE status = 1;`,
+	// 2: orders belong to customers, and idempotency keys are per customer.
+	// Orders from before have no customer: nobody can see them.
+	`CREATE TABLE orders_v2 (
+		seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+		id              TEXT NOT NULL UNIQUE,
+		customer_id     TEXT NOT NULL,
+		idempotency_key TEXT NOT NULL,
+		request_hash    BLOB NOT NULL,
+		payment_token   TEXT NOT NULL,
+		status          INTEGER NOT NULL,
+		updated_at      INTEGER NOT NULL,
+		data            BLOB NOT NULL,
+		UNIQUE (customer_id, idempotency_key)
+	) STRICT;
+	INSERT INTO orders_v2 (seq, id, customer_id, idempotency_key, request_hash, payment_token, status, updated_at, data)
+		SELECT seq, id, '', idempotency_key, request_hash, payment_token, status, updated_at, data FROM orders;
+	DROP TABLE orders;
+	ALTER TABLE orders_v2 RENAME TO orders;
+	CREATE INDEX orders_pending ON orders (updated_at) WHERE status = 1;
+	CREATE INDEX orders_by_customer ON orders (customer_id, seq);`,
+	// 3: cancels are recorded (CANCELLING, 5) before their refund, and
+	// settled like pending orders.
+	`DROP INDEX orders_pending;
+	CREATE INDEX orders_unsettled ON orders (updated_at) WHERE status IN (1, 5);`,
+}
 
 // Store keeps orders in SQLite.
 type Store struct {
@@ -39,7 +68,7 @@ var _ orders.Store = (*Store)(nil)
 
 // Open opens or creates the orders database at path.
 func Open(ctx context.Context, path string) (*Store, error) {
-	db, err := sqlitedb.Open(ctx, path, schema)
+	db, err := sqlitedb.Open(ctx, path, migrations...)
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +87,8 @@ func (s *Store) Create(ctx context.Context, key string, requestHash []byte, paym
 	var stored *ordersv1.Order
 	err = s.db.InTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var prevHash, prevData []byte
-		err := tx.QueryRowContext(ctx, `SELECT request_hash, data FROM orders WHERE idempotency_key = ?`, key).
+		err := tx.QueryRowContext(ctx, `SELECT request_hash, data FROM orders WHERE customer_id = ? AND idempotency_key = ?`,
+			o.GetCustomerId(), key).
 			Scan(&prevHash, &prevData)
 		switch {
 		case err == nil:
@@ -71,9 +101,9 @@ func (s *Store) Create(ctx context.Context, key string, requestHash []byte, paym
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO orders
-			(id, idempotency_key, request_hash, payment_token, status, updated_at, data)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			o.GetId(), key, requestHash, paymentToken, int64(o.GetStatus()), o.GetUpdatedAt().AsTime().UnixNano(), data)
+			(id, customer_id, idempotency_key, request_hash, payment_token, status, updated_at, data)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			o.GetId(), o.GetCustomerId(), key, requestHash, paymentToken, int64(o.GetStatus()), o.GetUpdatedAt().AsTime().UnixNano(), data)
 		stored = o
 		return err
 	})
@@ -134,12 +164,12 @@ func (s *Store) Order(ctx context.Context, id string) (*ordersv1.Order, error) {
 }
 
 // List implements [orders.Store].
-func (s *Store) List(ctx context.Context, before int64, limit int) ([]*ordersv1.Order, int64, error) {
+func (s *Store) List(ctx context.Context, customerID string, before int64, limit int) ([]*ordersv1.Order, int64, error) {
 	if before <= 0 {
 		before = 1<<63 - 1
 	}
-	rows, err := s.db.Query(ctx, `SELECT seq, data FROM orders WHERE seq < ? ORDER BY seq DESC LIMIT ?`,
-		before, limit+1)
+	rows, err := s.db.Query(ctx, `SELECT seq, data FROM orders WHERE customer_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?`,
+		customerID, before, limit+1)
 	if err != nil {
 		return nil, 0, fmt.Errorf("list orders: %w", err)
 	}
@@ -173,25 +203,25 @@ func (s *Store) List(ctx context.Context, before int64, limit int) ([]*ordersv1.
 	return list, lastSeq, nil
 }
 
-// Pending implements [orders.Store].
-func (s *Store) Pending(ctx context.Context, cutoff time.Time) ([]orders.PendingOrder, error) {
+// Unsettled implements [orders.Store].
+func (s *Store) Unsettled(ctx context.Context, cutoff time.Time) ([]orders.UnsettledOrder, error) {
 	rows, err := s.db.Query(ctx, `SELECT payment_token, data FROM orders
-		WHERE status = 1 AND updated_at < ? ORDER BY seq LIMIT 100`, cutoff.UnixNano())
+		WHERE status IN (1, 5) AND updated_at < ? ORDER BY updated_at LIMIT 100`, cutoff.UnixNano())
 	if err != nil {
-		return nil, fmt.Errorf("list pending orders: %w", err)
+		return nil, fmt.Errorf("list unsettled orders: %w", err)
 	}
 	defer rows.Close()
-	var list []orders.PendingOrder
+	var list []orders.UnsettledOrder
 	for rows.Next() {
 		var (
-			p    orders.PendingOrder
+			p    orders.UnsettledOrder
 			data []byte
 		)
 		if err := rows.Scan(&p.PaymentToken, &data); err != nil {
-			return nil, fmt.Errorf("list pending orders: %w", err)
+			return nil, fmt.Errorf("list unsettled orders: %w", err)
 		}
 		if p.Order, err = unmarshalOrder(data); err != nil {
-			return nil, fmt.Errorf("list pending orders: %w", err)
+			return nil, fmt.Errorf("list unsettled orders: %w", err)
 		}
 		list = append(list, p)
 	}

@@ -12,39 +12,29 @@ import (
 	"time"
 
 	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
+	"github.com/connectshop/connectshop/internal/contract"
 	"github.com/connectshop/connectshop/orders"
 	"github.com/google/go-cmp/cmp"
-	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // NewStore returns a store on a new, empty database, and a function that
-// opens the same database again, as another process or a restarted one
-// would. Every store it returns must be closed when the test ends (Close may
-// be called more than once).
-type NewStore func(t *testing.T) (store orders.Store, reopen func() orders.Store)
+// opens the same database again; see [contract.Factory].
+type NewStore = contract.Factory[orders.Store]
 
 // Run runs the contract suite against the stores newStore makes.
 func Run(t *testing.T, newStore NewStore) {
-	tests := []struct {
-		name string
-		test func(*testing.T, NewStore)
-	}{
-		{"CreateThenRead", testCreateThenRead},
-		{"CreateIsIdempotent", testCreateIsIdempotent},
-		{"ConcurrentCreatesWithOneKey", testConcurrentCreates},
-		{"Update", testUpdate},
-		{"DeletePending", testDeletePending},
-		{"ListPagesNewestFirst", testList},
-		{"Pending", testPending},
-		{"SurvivesReopen", testSurvivesReopen},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			tt.test(t, newStore)
-		})
-	}
+	contract.Run(t, newStore,
+		contract.Test[NewStore]{Name: "CreateThenRead", Run: testCreateThenRead},
+		contract.Test[NewStore]{Name: "CreateIsIdempotent", Run: testCreateIsIdempotent},
+		contract.Test[NewStore]{Name: "KeysArePerCustomer", Run: testKeysArePerCustomer},
+		contract.Test[NewStore]{Name: "ConcurrentCreatesWithOneKey", Run: testConcurrentCreates},
+		contract.Test[NewStore]{Name: "Update", Run: testUpdate},
+		contract.Test[NewStore]{Name: "DeletePending", Run: testDeletePending},
+		contract.Test[NewStore]{Name: "ListPagesNewestFirst", Run: testList},
+		contract.Test[NewStore]{Name: "Unsettled", Run: testUnsettled},
+		contract.Test[NewStore]{Name: "SurvivesReopen", Run: testSurvivesReopen},
+	)
 }
 
 var (
@@ -52,11 +42,13 @@ var (
 	hashB = []byte("request-b")
 )
 
-// newOrder returns a pending order with the given id, updated at.
+// newOrder returns a pending order of customer cus_a with the given id,
+// created and updated at.
 func newOrder(id string, at time.Time) *ordersv1.Order {
 	return &ordersv1.Order{
-		Id:     id,
-		Status: ordersv1.OrderStatus_ORDER_STATUS_PENDING,
+		Id:         id,
+		CustomerId: "cus_a",
+		Status:     ordersv1.OrderStatus_ORDER_STATUS_PENDING,
 		Items: []*ordersv1.OrderItem{{
 			ProductId: "gopher-plush", ProductName: "Gopher plush", Quantity: 2,
 			UnitPrice: &ordersv1.Money{CurrencyCode: "USD", MinorUnits: 1999},
@@ -77,22 +69,15 @@ func create(t *testing.T, s orders.Store, key string, o *ordersv1.Order) *orders
 	return got
 }
 
-func assertEqual(t *testing.T, want, got *ordersv1.Order) {
-	t.Helper()
-	if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
-		t.Errorf("order (-want +got):\n%s", diff)
-	}
-}
-
 func testCreateThenRead(t *testing.T, newStore NewStore) {
 	s, _ := newStore(t)
 	o := newOrder("ord_1", time.Now())
-	assertEqual(t, o, create(t, s, "key-1", o))
+	contract.Equal(t, o, create(t, s, "key-1", o))
 	got, err := s.Order(context.Background(), "ord_1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	assertEqual(t, o, got)
+	contract.Equal(t, o, got)
 	if _, err := s.Order(context.Background(), "ord_unknown"); !errors.Is(err, orders.ErrNotFound) {
 		t.Errorf("Order(unknown): got %v, want ErrNotFound", err)
 	}
@@ -107,7 +92,7 @@ func testCreateIsIdempotent(t *testing.T, newStore NewStore) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	assertEqual(t, first, again)
+	contract.Equal(t, first, again)
 	// The same key for another request: refused.
 	if _, err := s.Create(ctx, "key-1", hashB, "tok_visa", newOrder("ord_3", time.Now())); !errors.Is(err, orders.ErrKeyReused) {
 		t.Errorf("Create with a reused key: got %v, want ErrKeyReused", err)
@@ -116,6 +101,36 @@ func testCreateIsIdempotent(t *testing.T, newStore NewStore) {
 		if _, err := s.Order(ctx, id); !errors.Is(err, orders.ErrNotFound) {
 			t.Errorf("Order(%s): got %v, want ErrNotFound: a duplicate was stored", id, err)
 		}
+	}
+}
+
+// The same key from two customers places two orders, each listed only for
+// its customer.
+func testKeysArePerCustomer(t *testing.T, newStore NewStore) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	a := create(t, s, "key-1", newOrder("ord_a", time.Now()))
+	other := newOrder("ord_b", time.Now())
+	other.CustomerId = "cus_b"
+	// Even with another request behind the key: it is not a's key.
+	b, err := s.Create(ctx, "key-1", hashB, "tok_visa", other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.GetId() != "ord_a" || b.GetId() != "ord_b" {
+		t.Fatalf("got orders %s and %s, want ord_a and ord_b", a.GetId(), b.GetId())
+	}
+	for customer, want := range map[string]string{"cus_a": "ord_a", "cus_b": "ord_b"} {
+		list, _, err := s.List(ctx, customer, 0, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) != 1 || list[0].GetId() != want {
+			t.Errorf("List(%s): got %v, want just %s", customer, list, want)
+		}
+	}
+	if list, _, err := s.List(ctx, "cus_nobody", 0, 10); err != nil || len(list) != 0 {
+		t.Errorf("List of a customer without orders: got %d (err %v), want none", len(list), err)
 	}
 }
 
@@ -168,7 +183,7 @@ func testUpdate(t *testing.T, newStore NewStore) {
 	if err != nil || changed {
 		t.Fatalf("second Update: got changed=%v (err %v), want unchanged", changed, err)
 	}
-	assertEqual(t, got, again)
+	contract.Equal(t, got, again)
 	// An error from fn writes nothing.
 	boom := errors.New("boom")
 	if _, _, err := s.Update(ctx, "ord_1", func(o *ordersv1.Order) (bool, error) {
@@ -181,7 +196,7 @@ func testUpdate(t *testing.T, newStore NewStore) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	assertEqual(t, got, stored)
+	contract.Equal(t, got, stored)
 	if _, _, err := s.Update(ctx, "ord_unknown", pay); !errors.Is(err, orders.ErrNotFound) {
 		t.Errorf("Update(unknown): got %v, want ErrNotFound", err)
 	}
@@ -218,6 +233,10 @@ func testList(t *testing.T, newStore NewStore) {
 	for i := range 5 {
 		o := create(t, s, fmt.Sprintf("key-%d", i), newOrder(fmt.Sprintf("ord_%d", i), time.Now()))
 		want = append([]string{o.GetId()}, want...)
+		// Another customer's orders in between are on nobody else's pages.
+		other := newOrder(fmt.Sprintf("ord_other_%d", i), time.Now())
+		other.CustomerId = "cus_other"
+		create(t, s, fmt.Sprintf("key-%d", i), other)
 	}
 	var (
 		got    []string
@@ -225,7 +244,7 @@ func testList(t *testing.T, newStore NewStore) {
 		pages  int
 	)
 	for {
-		list, next, err := s.List(ctx, cursor, 2)
+		list, next, err := s.List(ctx, "cus_a", cursor, 2)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -244,30 +263,36 @@ func testList(t *testing.T, newStore NewStore) {
 	if diff := cmp.Diff(want, got); diff != "" || pages != 3 {
 		t.Errorf("got %d pages, want 3; ids (-want +got):\n%s", pages, diff)
 	}
-	if list, next, err := s.List(ctx, 0, 5); err != nil || len(list) != 5 || next != 0 {
+	if list, next, err := s.List(ctx, "cus_a", 0, 5); err != nil || len(list) != 5 || next != 0 {
 		t.Errorf("List of exactly all: got %d orders, next %d (err %v), want 5 and no next page", len(list), next, err)
 	}
 }
 
-func testPending(t *testing.T, newStore NewStore) {
+func testUnsettled(t *testing.T, newStore NewStore) {
 	s, _ := newStore(t)
 	ctx := context.Background()
 	now := time.Now()
-	old := newOrder("ord_old", now.Add(-time.Minute))
-	create(t, s, "key-old", old)
-	create(t, s, "key-new", newOrder("ord_new", now))
-	paid := newOrder("ord_paid", now.Add(-time.Minute))
-	paid.Status = ordersv1.OrderStatus_ORDER_STATUS_PAID
-	create(t, s, "key-paid", paid)
+	pending := newOrder("ord_pending", now.Add(-2*time.Minute))
+	create(t, s, "key-pending", pending)
+	cancelling := newOrder("ord_cancelling", now.Add(-time.Minute))
+	cancelling.Status = ordersv1.OrderStatus_ORDER_STATUS_CANCELLING
+	create(t, s, "key-cancelling", cancelling)
+	create(t, s, "key-new", newOrder("ord_new", now)) // too recent
+	for i, st := range []ordersv1.OrderStatus{ordersv1.OrderStatus_ORDER_STATUS_PAID, ordersv1.OrderStatus_ORDER_STATUS_CANCELLED, ordersv1.OrderStatus_ORDER_STATUS_PAYMENT_DECLINED} {
+		settled := newOrder(fmt.Sprintf("ord_settled_%d", i), now.Add(-time.Minute))
+		settled.Status = st
+		create(t, s, fmt.Sprintf("key-settled-%d", i), settled)
+	}
 
-	got, err := s.Pending(ctx, now.Add(-time.Second))
+	got, err := s.Unsettled(ctx, now.Add(-time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 1 || got[0].PaymentToken != "tok_visa" {
-		t.Fatalf("Pending: got %v, want ord_old with its token", got)
+	if len(got) != 2 || got[0].PaymentToken != "tok_visa" {
+		t.Fatalf("Unsettled: got %v, want ord_pending then ord_cancelling, with their tokens", got)
 	}
-	assertEqual(t, old, got[0].Order)
+	contract.Equal(t, pending, got[0].Order)
+	contract.Equal(t, cancelling, got[1].Order)
 }
 
 func testSurvivesReopen(t *testing.T, newStore NewStore) {
@@ -281,7 +306,7 @@ func testSurvivesReopen(t *testing.T, newStore NewStore) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	assertEqual(t, o, got)
+	contract.Equal(t, o, got)
 	if again := create(t, s, "key-1", newOrder("ord_2", time.Now())); again.GetId() != o.GetId() {
 		t.Errorf("Create after reopen: got %s, want %s (the key is remembered)", again.GetId(), o.GetId())
 	}

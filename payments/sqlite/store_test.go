@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/connectshop/connectshop/internal/contract"
 	"github.com/connectshop/connectshop/payments"
 	"github.com/connectshop/connectshop/payments/sqlite"
 	"github.com/connectshop/connectshop/payments/storetest"
@@ -14,14 +15,6 @@ func TestStoreContract(t *testing.T) {
 	t.Parallel()
 	storetest.Run(t, func(t *testing.T) (payments.Store, func() payments.Store) {
 		path := filepath.Join(t.TempDir(), "payments.db")
-		open := func() payments.Store {
-			s, err := sqlite.Open(context.Background(), path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			return s
-		}
-		return open(), open
+		return contract.Reopenable(t, func() (payments.Store, error) { return sqlite.Open(context.Background(), path) })
 	})
 }

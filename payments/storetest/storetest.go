@@ -12,36 +12,24 @@ import (
 	"time"
 
 	paymentsv1 "github.com/connectshop/connectshop/gen/payments/v1"
+	"github.com/connectshop/connectshop/internal/contract"
 	"github.com/connectshop/connectshop/payments"
-	"github.com/google/go-cmp/cmp"
-	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // NewStore returns a store on a new, empty database, and a function that
-// opens the same database again, as another replica or a restarted one
-// would. Every store it returns must be closed when the test ends (Close may
-// be called more than once).
-type NewStore func(t *testing.T) (store payments.Store, reopen func() payments.Store)
+// opens the same database again; see [contract.Factory].
+type NewStore = contract.Factory[payments.Store]
 
 // Run runs the contract suite against the stores newStore makes.
 func Run(t *testing.T, newStore NewStore) {
-	tests := []struct {
-		name string
-		test func(*testing.T, NewStore)
-	}{
-		{"ChargeThenRead", testChargeThenRead},
-		{"ChargeIsIdempotent", testChargeIsIdempotent},
-		{"ConcurrentChargesAcrossReplicas", testConcurrentCharges},
-		{"Refund", testRefund},
-		{"SurvivesReopen", testSurvivesReopen},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			tt.test(t, newStore)
-		})
-	}
+	contract.Run(t, newStore,
+		contract.Test[NewStore]{Name: "ChargeThenRead", Run: testChargeThenRead},
+		contract.Test[NewStore]{Name: "ChargeIsIdempotent", Run: testChargeIsIdempotent},
+		contract.Test[NewStore]{Name: "ConcurrentChargesAcrossReplicas", Run: testConcurrentCharges},
+		contract.Test[NewStore]{Name: "Refund", Run: testRefund},
+		contract.Test[NewStore]{Name: "SurvivesReopen", Run: testSurvivesReopen},
+	)
 }
 
 var (
@@ -71,22 +59,15 @@ func charge(t *testing.T, s payments.Store, key string, p *paymentsv1.Payment) *
 	return got
 }
 
-func assertEqual(t *testing.T, want, got *paymentsv1.Payment) {
-	t.Helper()
-	if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
-		t.Errorf("payment (-want +got):\n%s", diff)
-	}
-}
-
 func testChargeThenRead(t *testing.T, newStore NewStore) {
 	s, _ := newStore(t)
 	p := newPayment("pay_1", paymentsv1.PaymentStatus_PAYMENT_STATUS_CAPTURED)
-	assertEqual(t, p, charge(t, s, "key-1", p))
+	contract.Equal(t, p, charge(t, s, "key-1", p))
 	got, err := s.Payment(context.Background(), "pay_1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	assertEqual(t, p, got)
+	contract.Equal(t, p, got)
 	if _, err := s.Payment(context.Background(), "pay_unknown"); !errors.Is(err, payments.ErrNotFound) {
 		t.Errorf("Payment(unknown): got %v, want ErrNotFound", err)
 	}
@@ -100,7 +81,7 @@ func testChargeIsIdempotent(t *testing.T, newStore NewStore) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	assertEqual(t, first, again)
+	contract.Equal(t, first, again)
 	if _, err := s.Charge(ctx, "key-1", hashB, newPayment("pay_3", paymentsv1.PaymentStatus_PAYMENT_STATUS_CAPTURED)); !errors.Is(err, payments.ErrKeyReused) {
 		t.Errorf("Charge with a reused key: got %v, want ErrKeyReused", err)
 	}
@@ -154,18 +135,18 @@ func testRefund(t *testing.T, newStore NewStore) {
 	}
 	want := newPayment("pay_1", paymentsv1.PaymentStatus_PAYMENT_STATUS_REFUNDED)
 	want.RefundedAt = timestamppb.New(refundedAt)
-	assertEqual(t, want, refunded)
+	contract.Equal(t, want, refunded)
 	// Refunding again changes nothing, not even the time.
 	again, err := s.Refund(ctx, "pay_1", refundedAt.Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
-	assertEqual(t, want, again)
+	contract.Equal(t, want, again)
 	stored, err := s.Payment(ctx, "pay_1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	assertEqual(t, want, stored)
+	contract.Equal(t, want, stored)
 
 	charge(t, s, "key-2", newPayment("pay_2", paymentsv1.PaymentStatus_PAYMENT_STATUS_DECLINED))
 	if _, err := s.Refund(ctx, "pay_2", refundedAt); !errors.Is(err, payments.ErrNotRefundable) {
@@ -187,7 +168,7 @@ func testSurvivesReopen(t *testing.T, newStore NewStore) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	assertEqual(t, p, got)
+	contract.Equal(t, p, got)
 	if again := charge(t, s, "key-1", newPayment("pay_2", paymentsv1.PaymentStatus_PAYMENT_STATUS_CAPTURED)); again.GetId() != p.GetId() {
 		t.Errorf("Charge after reopen: got %s, want %s (the key is remembered)", again.GetId(), p.GetId())
 	}

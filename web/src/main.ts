@@ -1,5 +1,10 @@
 // The connectshop page: a small shop on the generated OrderService client,
 // showing for every order how it travelled. No framework: the DOM is small.
+//
+// Orders belong to customers. Orders gives this browser a guest session as
+// an HttpOnly cookie when it serves the page, and fetch sends it with every
+// call (same origin), so the page holds no token and sees only its own
+// orders: the history and the live feed are this browser's.
 import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
 import { timestampDate, type Duration } from "@bufbuild/protobuf/wkt";
@@ -91,6 +96,7 @@ function statusBadge(s: OrderStatus): HTMLElement {
     [OrderStatus.PAYMENT_DECLINED]: ["declined", "declined"],
     [OrderStatus.PENDING]: ["pending", "pending"],
     [OrderStatus.CANCELLED]: ["cancelled", "cancelled"],
+    [OrderStatus.CANCELLING]: ["pending", "cancelling"],
     [OrderStatus.UNSPECIFIED]: ["pending", "unknown"],
   }[s];
   return h("span", { class: `badge ${cls}` }, text);
@@ -121,6 +127,12 @@ function describe(err: unknown): { kind: "bad" | "warn"; title: string; lines: s
       return { kind: "bad", title: "Some of the order is not right.", lines };
     case reason === ErrorReason[ErrorReason.IDEMPOTENCY_KEY_REUSED]:
       return { kind: "bad", title: "This checkout was already used for a different cart.", lines: ["Change the cart and pay again."] };
+    case ce.code === Code.Unauthenticated:
+      return {
+        kind: "warn",
+        title: "Your session has ended.",
+        lines: ["Reload the page to start a new one. Sessions last 24 hours; a new one starts with an empty order history."],
+      };
     case ce.code === Code.NotFound:
       return { kind: "bad", title: "That order does not exist.", lines: [] };
     case ce.code === Code.FailedPrecondition:
@@ -136,6 +148,18 @@ function showMessage(kind: "ok" | "bad" | "warn", title: string, lines: string[]
   box.replaceChildren(h("strong", {}, title));
   if (lines.length) box.append(h("ul", {}, ...lines.map((l) => h("li", {}, l))));
   box.hidden = false;
+}
+
+// showError explains a failed call. Without a valid session every call but
+// the catalog's fails, and only a reload (which sets a new cookie) helps: the
+// page offers one and stops its live feed rather than retrying.
+function showError(err: unknown, prefix = ""): void {
+  const d = describe(err);
+  showMessage(d.kind, prefix + d.title, d.lines);
+  if (ConnectError.from(err).code !== Code.Unauthenticated) return;
+  state.watch.abort();
+  $("live-dot").classList.remove("on");
+  $("message").append(button("Reload the page", () => location.reload(), { "data-reload": "" }));
 }
 
 // --- products and cart -------------------------------------------------------
@@ -224,8 +248,7 @@ async function pay(): Promise<void> {
     renderCart();
     upsertOrder(order);
   } catch (err) {
-    const d = describe(err);
-    showMessage(d.kind, d.title, d.lines);
+    showError(err);
     $("journey").hidden = true;
     payButton.disabled = state.cart.size === 0;
     // Keep the key only where a retry may finish this very checkout; a
@@ -309,6 +332,10 @@ function upsertOrder(order: Order): void {
 }
 
 function renderOrders(): void {
+  const customer = state.orders[0]?.customerId;
+  if (customer) {
+    $("customer").replaceChildren("Only this browser's orders: you are guest ", h("code", { "data-customer": customer }, customer), ".");
+  }
   const list = $("orders");
   if (state.orders.length === 0) {
     list.replaceChildren(h("li", { class: "muted" }, "No orders yet."));
@@ -331,7 +358,10 @@ function orderRow(o: Order): HTMLElement {
       h("span", { class: "grow" }, items),
       h("span", { class: "price" }, money(o.total)),
       h("span", { class: "muted small" }, when),
-      o.status === OrderStatus.PAID ? button("Cancel", () => void cancel(o.id), { "data-cancel": o.id }) : null,
+      // A cancel left half-way (CANCELLING) is finished by cancelling again.
+      o.status === OrderStatus.PAID || o.status === OrderStatus.CANCELLING
+        ? button("Cancel", () => void cancel(o.id), { "data-cancel": o.id })
+        : null,
     ),
     o.hops.length
       ? h(
@@ -350,8 +380,9 @@ async function cancel(id: string): Promise<void> {
     upsertOrder(res.order!);
     showMessage("ok", `Order ${shortID(id)} is cancelled and its payment refunded.`);
   } catch (err) {
-    const d = describe(err);
-    showMessage(d.kind, d.title, d.lines);
+    if (ConnectError.from(err).code === Code.Unavailable) {
+      showMessage("warn", "Payments is unavailable right now, so the refund has to wait.", ["Press Cancel again to finish the cancel."]);
+    } else showError(err);
   }
   void refreshStats();
 }
@@ -387,7 +418,12 @@ async function watch(signal: AbortSignal): Promise<void> {
         void refreshStats();
       }
     } catch (err) {
-      if (signal.aborted || ConnectError.from(err).code === Code.Canceled) return;
+      const code = ConnectError.from(err).code;
+      if (signal.aborted || code === Code.Canceled) return;
+      if (code === Code.Unauthenticated) {
+        showError(err); // only a reload helps: retrying would fail forever
+        return;
+      }
     }
     $("live-dot").classList.remove("on");
     await new Promise((r) => setTimeout(r, pause));
@@ -408,15 +444,14 @@ function useProtocol(p: Protocol): void {
 async function main(): Promise<void> {
   $("pay").addEventListener("click", () => void pay());
   $("card").addEventListener("change", () => (state.checkoutKey = crypto.randomUUID()));
-  $("more").addEventListener("click", () => void loadOrders(false));
+  $("more").addEventListener("click", () => loadOrders(false).catch((err) => showError(err)));
   $("protocol").addEventListener("change", (e) => useProtocol((e.target as HTMLInputElement).value as Protocol));
   useProtocol(state.protocol);
   try {
     await Promise.all([loadProducts(), loadOrders(true), refreshStats()]);
     document.body.dataset.ready = "true";
   } catch (err) {
-    const d = describe(err);
-    showMessage(d.kind, `The shop could not load: ${d.title}`, d.lines);
+    showError(err, "The shop could not load: ");
   }
 }
 

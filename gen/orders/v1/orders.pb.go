@@ -103,6 +103,10 @@ const (
 	OrderStatus_ORDER_STATUS_PAYMENT_DECLINED OrderStatus = 3
 	// Cancelled after payment; the payment was refunded.
 	OrderStatus_ORDER_STATUS_CANCELLED OrderStatus = 4
+	// Being cancelled: recorded before the refund is asked for, so that a
+	// cancel cut off half-way is finished by a retry or by the service itself
+	// (its recovery loop), never left with the money and the order disagreeing.
+	OrderStatus_ORDER_STATUS_CANCELLING OrderStatus = 5
 )
 
 // Enum value maps for OrderStatus.
@@ -113,6 +117,7 @@ var (
 		2: "ORDER_STATUS_PAID",
 		3: "ORDER_STATUS_PAYMENT_DECLINED",
 		4: "ORDER_STATUS_CANCELLED",
+		5: "ORDER_STATUS_CANCELLING",
 	}
 	OrderStatus_value = map[string]int32{
 		"ORDER_STATUS_UNSPECIFIED":      0,
@@ -120,6 +125,7 @@ var (
 		"ORDER_STATUS_PAID":             2,
 		"ORDER_STATUS_PAYMENT_DECLINED": 3,
 		"ORDER_STATUS_CANCELLED":        4,
+		"ORDER_STATUS_CANCELLING":       5,
 	}
 )
 
@@ -527,7 +533,9 @@ type Order struct {
 	// When the order was created.
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// When the order last changed.
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// The customer who placed it.
+	CustomerId    string `protobuf:"bytes,10,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -625,6 +633,114 @@ func (x *Order) GetUpdatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Order) GetCustomerId() string {
+	if x != nil {
+		return x.CustomerId
+	}
+	return ""
+}
+
+// CreateSessionRequest is empty: guest sessions need no credentials.
+type CreateSessionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateSessionRequest) Reset() {
+	*x = CreateSessionRequest{}
+	mi := &file_orders_v1_orders_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateSessionRequest) ProtoMessage() {}
+
+func (x *CreateSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_orders_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateSessionRequest.ProtoReflect.Descriptor instead.
+func (*CreateSessionRequest) Descriptor() ([]byte, []int) {
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{6}
+}
+
+// CreateSessionResponse is a customer session.
+type CreateSessionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session token, to send as "Authorization: Bearer TOKEN". Secret.
+	Token string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// The customer the token speaks for, "cus_...".
+	CustomerId string `protobuf:"bytes,2,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	// When the token stops being accepted; get a new one before.
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateSessionResponse) Reset() {
+	*x = CreateSessionResponse{}
+	mi := &file_orders_v1_orders_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateSessionResponse) ProtoMessage() {}
+
+func (x *CreateSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_orders_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateSessionResponse.ProtoReflect.Descriptor instead.
+func (*CreateSessionResponse) Descriptor() ([]byte, []int) {
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *CreateSessionResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *CreateSessionResponse) GetCustomerId() string {
+	if x != nil {
+		return x.CustomerId
+	}
+	return ""
+}
+
+func (x *CreateSessionResponse) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
 // ListProductsRequest is empty: the catalog is small.
 type ListProductsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -634,7 +750,7 @@ type ListProductsRequest struct {
 
 func (x *ListProductsRequest) Reset() {
 	*x = ListProductsRequest{}
-	mi := &file_orders_v1_orders_proto_msgTypes[6]
+	mi := &file_orders_v1_orders_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -646,7 +762,7 @@ func (x *ListProductsRequest) String() string {
 func (*ListProductsRequest) ProtoMessage() {}
 
 func (x *ListProductsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_orders_proto_msgTypes[6]
+	mi := &file_orders_v1_orders_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -659,7 +775,7 @@ func (x *ListProductsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProductsRequest.ProtoReflect.Descriptor instead.
 func (*ListProductsRequest) Descriptor() ([]byte, []int) {
-	return file_orders_v1_orders_proto_rawDescGZIP(), []int{6}
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{8}
 }
 
 // ListProductsResponse is the catalog.
@@ -673,7 +789,7 @@ type ListProductsResponse struct {
 
 func (x *ListProductsResponse) Reset() {
 	*x = ListProductsResponse{}
-	mi := &file_orders_v1_orders_proto_msgTypes[7]
+	mi := &file_orders_v1_orders_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -685,7 +801,7 @@ func (x *ListProductsResponse) String() string {
 func (*ListProductsResponse) ProtoMessage() {}
 
 func (x *ListProductsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_orders_proto_msgTypes[7]
+	mi := &file_orders_v1_orders_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -698,7 +814,7 @@ func (x *ListProductsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProductsResponse.ProtoReflect.Descriptor instead.
 func (*ListProductsResponse) Descriptor() ([]byte, []int) {
-	return file_orders_v1_orders_proto_rawDescGZIP(), []int{7}
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListProductsResponse) GetProducts() []*Product {
@@ -726,7 +842,7 @@ type CreateOrderRequest struct {
 
 func (x *CreateOrderRequest) Reset() {
 	*x = CreateOrderRequest{}
-	mi := &file_orders_v1_orders_proto_msgTypes[8]
+	mi := &file_orders_v1_orders_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -738,7 +854,7 @@ func (x *CreateOrderRequest) String() string {
 func (*CreateOrderRequest) ProtoMessage() {}
 
 func (x *CreateOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_orders_proto_msgTypes[8]
+	mi := &file_orders_v1_orders_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -751,7 +867,7 @@ func (x *CreateOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOrderRequest.ProtoReflect.Descriptor instead.
 func (*CreateOrderRequest) Descriptor() ([]byte, []int) {
-	return file_orders_v1_orders_proto_rawDescGZIP(), []int{8}
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CreateOrderRequest) GetItems() []*CartItem {
@@ -786,7 +902,7 @@ type CreateOrderResponse struct {
 
 func (x *CreateOrderResponse) Reset() {
 	*x = CreateOrderResponse{}
-	mi := &file_orders_v1_orders_proto_msgTypes[9]
+	mi := &file_orders_v1_orders_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -798,7 +914,7 @@ func (x *CreateOrderResponse) String() string {
 func (*CreateOrderResponse) ProtoMessage() {}
 
 func (x *CreateOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_orders_proto_msgTypes[9]
+	mi := &file_orders_v1_orders_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -811,7 +927,7 @@ func (x *CreateOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOrderResponse.ProtoReflect.Descriptor instead.
 func (*CreateOrderResponse) Descriptor() ([]byte, []int) {
-	return file_orders_v1_orders_proto_rawDescGZIP(), []int{9}
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CreateOrderResponse) GetOrder() *Order {
@@ -832,7 +948,7 @@ type GetOrderRequest struct {
 
 func (x *GetOrderRequest) Reset() {
 	*x = GetOrderRequest{}
-	mi := &file_orders_v1_orders_proto_msgTypes[10]
+	mi := &file_orders_v1_orders_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -844,7 +960,7 @@ func (x *GetOrderRequest) String() string {
 func (*GetOrderRequest) ProtoMessage() {}
 
 func (x *GetOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_orders_proto_msgTypes[10]
+	mi := &file_orders_v1_orders_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -857,7 +973,7 @@ func (x *GetOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrderRequest.ProtoReflect.Descriptor instead.
 func (*GetOrderRequest) Descriptor() ([]byte, []int) {
-	return file_orders_v1_orders_proto_rawDescGZIP(), []int{10}
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetOrderRequest) GetId() string {
@@ -878,7 +994,7 @@ type GetOrderResponse struct {
 
 func (x *GetOrderResponse) Reset() {
 	*x = GetOrderResponse{}
-	mi := &file_orders_v1_orders_proto_msgTypes[11]
+	mi := &file_orders_v1_orders_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -890,7 +1006,7 @@ func (x *GetOrderResponse) String() string {
 func (*GetOrderResponse) ProtoMessage() {}
 
 func (x *GetOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_orders_proto_msgTypes[11]
+	mi := &file_orders_v1_orders_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -903,7 +1019,7 @@ func (x *GetOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrderResponse.ProtoReflect.Descriptor instead.
 func (*GetOrderResponse) Descriptor() ([]byte, []int) {
-	return file_orders_v1_orders_proto_rawDescGZIP(), []int{11}
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetOrderResponse) GetOrder() *Order {
@@ -926,7 +1042,7 @@ type ListOrdersRequest struct {
 
 func (x *ListOrdersRequest) Reset() {
 	*x = ListOrdersRequest{}
-	mi := &file_orders_v1_orders_proto_msgTypes[12]
+	mi := &file_orders_v1_orders_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -938,7 +1054,7 @@ func (x *ListOrdersRequest) String() string {
 func (*ListOrdersRequest) ProtoMessage() {}
 
 func (x *ListOrdersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_orders_proto_msgTypes[12]
+	mi := &file_orders_v1_orders_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -951,7 +1067,7 @@ func (x *ListOrdersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrdersRequest.ProtoReflect.Descriptor instead.
 func (*ListOrdersRequest) Descriptor() ([]byte, []int) {
-	return file_orders_v1_orders_proto_rawDescGZIP(), []int{12}
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListOrdersRequest) GetPageSize() int32 {
@@ -981,7 +1097,7 @@ type ListOrdersResponse struct {
 
 func (x *ListOrdersResponse) Reset() {
 	*x = ListOrdersResponse{}
-	mi := &file_orders_v1_orders_proto_msgTypes[13]
+	mi := &file_orders_v1_orders_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -993,7 +1109,7 @@ func (x *ListOrdersResponse) String() string {
 func (*ListOrdersResponse) ProtoMessage() {}
 
 func (x *ListOrdersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_orders_proto_msgTypes[13]
+	mi := &file_orders_v1_orders_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1006,7 +1122,7 @@ func (x *ListOrdersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrdersResponse.ProtoReflect.Descriptor instead.
 func (*ListOrdersResponse) Descriptor() ([]byte, []int) {
-	return file_orders_v1_orders_proto_rawDescGZIP(), []int{13}
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListOrdersResponse) GetOrders() []*Order {
@@ -1034,7 +1150,7 @@ type CancelOrderRequest struct {
 
 func (x *CancelOrderRequest) Reset() {
 	*x = CancelOrderRequest{}
-	mi := &file_orders_v1_orders_proto_msgTypes[14]
+	mi := &file_orders_v1_orders_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1046,7 +1162,7 @@ func (x *CancelOrderRequest) String() string {
 func (*CancelOrderRequest) ProtoMessage() {}
 
 func (x *CancelOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_orders_proto_msgTypes[14]
+	mi := &file_orders_v1_orders_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1059,7 +1175,7 @@ func (x *CancelOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelOrderRequest.ProtoReflect.Descriptor instead.
 func (*CancelOrderRequest) Descriptor() ([]byte, []int) {
-	return file_orders_v1_orders_proto_rawDescGZIP(), []int{14}
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CancelOrderRequest) GetId() string {
@@ -1080,7 +1196,7 @@ type CancelOrderResponse struct {
 
 func (x *CancelOrderResponse) Reset() {
 	*x = CancelOrderResponse{}
-	mi := &file_orders_v1_orders_proto_msgTypes[15]
+	mi := &file_orders_v1_orders_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1092,7 +1208,7 @@ func (x *CancelOrderResponse) String() string {
 func (*CancelOrderResponse) ProtoMessage() {}
 
 func (x *CancelOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_orders_proto_msgTypes[15]
+	mi := &file_orders_v1_orders_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1105,7 +1221,7 @@ func (x *CancelOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelOrderResponse.ProtoReflect.Descriptor instead.
 func (*CancelOrderResponse) Descriptor() ([]byte, []int) {
-	return file_orders_v1_orders_proto_rawDescGZIP(), []int{15}
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CancelOrderResponse) GetOrder() *Order {
@@ -1124,7 +1240,7 @@ type WatchOrdersRequest struct {
 
 func (x *WatchOrdersRequest) Reset() {
 	*x = WatchOrdersRequest{}
-	mi := &file_orders_v1_orders_proto_msgTypes[16]
+	mi := &file_orders_v1_orders_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1136,7 +1252,7 @@ func (x *WatchOrdersRequest) String() string {
 func (*WatchOrdersRequest) ProtoMessage() {}
 
 func (x *WatchOrdersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_orders_proto_msgTypes[16]
+	mi := &file_orders_v1_orders_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1149,7 +1265,7 @@ func (x *WatchOrdersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchOrdersRequest.ProtoReflect.Descriptor instead.
 func (*WatchOrdersRequest) Descriptor() ([]byte, []int) {
-	return file_orders_v1_orders_proto_rawDescGZIP(), []int{16}
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{18}
 }
 
 // WatchOrdersResponse is one change.
@@ -1163,7 +1279,7 @@ type WatchOrdersResponse struct {
 
 func (x *WatchOrdersResponse) Reset() {
 	*x = WatchOrdersResponse{}
-	mi := &file_orders_v1_orders_proto_msgTypes[17]
+	mi := &file_orders_v1_orders_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1175,7 +1291,7 @@ func (x *WatchOrdersResponse) String() string {
 func (*WatchOrdersResponse) ProtoMessage() {}
 
 func (x *WatchOrdersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_orders_proto_msgTypes[17]
+	mi := &file_orders_v1_orders_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1188,7 +1304,7 @@ func (x *WatchOrdersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchOrdersResponse.ProtoReflect.Descriptor instead.
 func (*WatchOrdersResponse) Descriptor() ([]byte, []int) {
-	return file_orders_v1_orders_proto_rawDescGZIP(), []int{17}
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WatchOrdersResponse) GetOrder() *Order {
@@ -1207,7 +1323,7 @@ type GetStatsRequest struct {
 
 func (x *GetStatsRequest) Reset() {
 	*x = GetStatsRequest{}
-	mi := &file_orders_v1_orders_proto_msgTypes[18]
+	mi := &file_orders_v1_orders_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1219,7 +1335,7 @@ func (x *GetStatsRequest) String() string {
 func (*GetStatsRequest) ProtoMessage() {}
 
 func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_orders_proto_msgTypes[18]
+	mi := &file_orders_v1_orders_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1232,7 +1348,7 @@ func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetStatsRequest) Descriptor() ([]byte, []int) {
-	return file_orders_v1_orders_proto_rawDescGZIP(), []int{18}
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{20}
 }
 
 // GetStatsResponse is the spread of payment calls over replicas.
@@ -1250,7 +1366,7 @@ type GetStatsResponse struct {
 
 func (x *GetStatsResponse) Reset() {
 	*x = GetStatsResponse{}
-	mi := &file_orders_v1_orders_proto_msgTypes[19]
+	mi := &file_orders_v1_orders_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1262,7 +1378,7 @@ func (x *GetStatsResponse) String() string {
 func (*GetStatsResponse) ProtoMessage() {}
 
 func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_orders_proto_msgTypes[19]
+	mi := &file_orders_v1_orders_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1275,7 +1391,7 @@ func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetStatsResponse) Descriptor() ([]byte, []int) {
-	return file_orders_v1_orders_proto_rawDescGZIP(), []int{19}
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetStatsResponse) GetReplicas() []*ReplicaStats {
@@ -1314,7 +1430,7 @@ type ReplicaStats struct {
 
 func (x *ReplicaStats) Reset() {
 	*x = ReplicaStats{}
-	mi := &file_orders_v1_orders_proto_msgTypes[20]
+	mi := &file_orders_v1_orders_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1326,7 +1442,7 @@ func (x *ReplicaStats) String() string {
 func (*ReplicaStats) ProtoMessage() {}
 
 func (x *ReplicaStats) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_orders_proto_msgTypes[20]
+	mi := &file_orders_v1_orders_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1339,7 +1455,7 @@ func (x *ReplicaStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaStats.ProtoReflect.Descriptor instead.
 func (*ReplicaStats) Descriptor() ([]byte, []int) {
-	return file_orders_v1_orders_proto_rawDescGZIP(), []int{20}
+	return file_orders_v1_orders_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ReplicaStats) GetName() string {
@@ -1396,7 +1512,7 @@ const file_orders_v1_orders_proto_rawDesc = "" +
 	"\bprotocol\x18\x03 \x01(\tR\bprotocol\x12\x14\n" +
 	"\x05codec\x18\x04 \x01(\tR\x05codec\x12!\n" +
 	"\fhttp_version\x18\x05 \x01(\tR\vhttpVersion\x125\n" +
-	"\bduration\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\bduration\"\xfd\x02\n" +
+	"\bduration\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\bduration\"\x9e\x03\n" +
 	"\x05Order\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x16.orders.v1.OrderStatusR\x06status\x12*\n" +
@@ -1409,7 +1525,17 @@ const file_orders_v1_orders_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\x15\n" +
+	"updated_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x1f\n" +
+	"\vcustomer_id\x18\n" +
+	" \x01(\tR\n" +
+	"customerId\"\x16\n" +
+	"\x14CreateSessionRequest\"\x89\x01\n" +
+	"\x15CreateSessionResponse\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1f\n" +
+	"\vcustomer_id\x18\x02 \x01(\tR\n" +
+	"customerId\x129\n" +
+	"\n" +
+	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x15\n" +
 	"\x13ListProductsRequest\"F\n" +
 	"\x14ListProductsResponse\x12.\n" +
 	"\bproducts\x18\x01 \x03(\v2\x12.orders.v1.ProductR\bproducts\"\x8d\x01\n" +
@@ -1451,14 +1577,16 @@ const file_orders_v1_orders_proto_rawDesc = "" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rCARD_DECLINED\x10\x01\x12\x1a\n" +
 	"\x16IDEMPOTENCY_KEY_REUSED\x10\x02\x12\x18\n" +
-	"\x14PAYMENTS_UNAVAILABLE\x10\x03*\x9b\x01\n" +
+	"\x14PAYMENTS_UNAVAILABLE\x10\x03*\xb8\x01\n" +
 	"\vOrderStatus\x12\x1c\n" +
 	"\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14ORDER_STATUS_PENDING\x10\x01\x12\x15\n" +
 	"\x11ORDER_STATUS_PAID\x10\x02\x12!\n" +
 	"\x1dORDER_STATUS_PAYMENT_DECLINED\x10\x03\x12\x1a\n" +
-	"\x16ORDER_STATUS_CANCELLED\x10\x042\xbc\x05\n" +
-	"\fOrderService\x12h\n" +
+	"\x16ORDER_STATUS_CANCELLED\x10\x04\x12\x1b\n" +
+	"\x17ORDER_STATUS_CANCELLING\x10\x052\xa9\x06\n" +
+	"\fOrderService\x12k\n" +
+	"\rCreateSession\x12\x1f.orders.v1.CreateSessionRequest\x1a .orders.v1.CreateSessionResponse\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/sessions\x12h\n" +
 	"\fListProducts\x12\x1e.orders.v1.ListProductsRequest\x1a\x1f.orders.v1.ListProductsResponse\"\x17\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/products\x90\x02\x01\x12c\n" +
 	"\vCreateOrder\x12\x1d.orders.v1.CreateOrderRequest\x1a\x1e.orders.v1.CreateOrderResponse\"\x15\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
 	"/v1/orders\x12_\n" +
@@ -1485,7 +1613,7 @@ func file_orders_v1_orders_proto_rawDescGZIP() []byte {
 }
 
 var file_orders_v1_orders_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_orders_v1_orders_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_orders_v1_orders_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_orders_v1_orders_proto_goTypes = []any{
 	(ErrorReason)(0),              // 0: orders.v1.ErrorReason
 	(OrderStatus)(0),              // 1: orders.v1.OrderStatus
@@ -1495,63 +1623,68 @@ var file_orders_v1_orders_proto_goTypes = []any{
 	(*OrderItem)(nil),             // 5: orders.v1.OrderItem
 	(*Hop)(nil),                   // 6: orders.v1.Hop
 	(*Order)(nil),                 // 7: orders.v1.Order
-	(*ListProductsRequest)(nil),   // 8: orders.v1.ListProductsRequest
-	(*ListProductsResponse)(nil),  // 9: orders.v1.ListProductsResponse
-	(*CreateOrderRequest)(nil),    // 10: orders.v1.CreateOrderRequest
-	(*CreateOrderResponse)(nil),   // 11: orders.v1.CreateOrderResponse
-	(*GetOrderRequest)(nil),       // 12: orders.v1.GetOrderRequest
-	(*GetOrderResponse)(nil),      // 13: orders.v1.GetOrderResponse
-	(*ListOrdersRequest)(nil),     // 14: orders.v1.ListOrdersRequest
-	(*ListOrdersResponse)(nil),    // 15: orders.v1.ListOrdersResponse
-	(*CancelOrderRequest)(nil),    // 16: orders.v1.CancelOrderRequest
-	(*CancelOrderResponse)(nil),   // 17: orders.v1.CancelOrderResponse
-	(*WatchOrdersRequest)(nil),    // 18: orders.v1.WatchOrdersRequest
-	(*WatchOrdersResponse)(nil),   // 19: orders.v1.WatchOrdersResponse
-	(*GetStatsRequest)(nil),       // 20: orders.v1.GetStatsRequest
-	(*GetStatsResponse)(nil),      // 21: orders.v1.GetStatsResponse
-	(*ReplicaStats)(nil),          // 22: orders.v1.ReplicaStats
-	(*durationpb.Duration)(nil),   // 23: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	(*CreateSessionRequest)(nil),  // 8: orders.v1.CreateSessionRequest
+	(*CreateSessionResponse)(nil), // 9: orders.v1.CreateSessionResponse
+	(*ListProductsRequest)(nil),   // 10: orders.v1.ListProductsRequest
+	(*ListProductsResponse)(nil),  // 11: orders.v1.ListProductsResponse
+	(*CreateOrderRequest)(nil),    // 12: orders.v1.CreateOrderRequest
+	(*CreateOrderResponse)(nil),   // 13: orders.v1.CreateOrderResponse
+	(*GetOrderRequest)(nil),       // 14: orders.v1.GetOrderRequest
+	(*GetOrderResponse)(nil),      // 15: orders.v1.GetOrderResponse
+	(*ListOrdersRequest)(nil),     // 16: orders.v1.ListOrdersRequest
+	(*ListOrdersResponse)(nil),    // 17: orders.v1.ListOrdersResponse
+	(*CancelOrderRequest)(nil),    // 18: orders.v1.CancelOrderRequest
+	(*CancelOrderResponse)(nil),   // 19: orders.v1.CancelOrderResponse
+	(*WatchOrdersRequest)(nil),    // 20: orders.v1.WatchOrdersRequest
+	(*WatchOrdersResponse)(nil),   // 21: orders.v1.WatchOrdersResponse
+	(*GetStatsRequest)(nil),       // 22: orders.v1.GetStatsRequest
+	(*GetStatsResponse)(nil),      // 23: orders.v1.GetStatsResponse
+	(*ReplicaStats)(nil),          // 24: orders.v1.ReplicaStats
+	(*durationpb.Duration)(nil),   // 25: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
 }
 var file_orders_v1_orders_proto_depIdxs = []int32{
 	2,  // 0: orders.v1.Product.price:type_name -> orders.v1.Money
 	2,  // 1: orders.v1.OrderItem.unit_price:type_name -> orders.v1.Money
 	2,  // 2: orders.v1.OrderItem.line_total:type_name -> orders.v1.Money
-	23, // 3: orders.v1.Hop.duration:type_name -> google.protobuf.Duration
+	25, // 3: orders.v1.Hop.duration:type_name -> google.protobuf.Duration
 	1,  // 4: orders.v1.Order.status:type_name -> orders.v1.OrderStatus
 	5,  // 5: orders.v1.Order.items:type_name -> orders.v1.OrderItem
 	2,  // 6: orders.v1.Order.total:type_name -> orders.v1.Money
 	6,  // 7: orders.v1.Order.hops:type_name -> orders.v1.Hop
-	24, // 8: orders.v1.Order.created_at:type_name -> google.protobuf.Timestamp
-	24, // 9: orders.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
-	3,  // 10: orders.v1.ListProductsResponse.products:type_name -> orders.v1.Product
-	4,  // 11: orders.v1.CreateOrderRequest.items:type_name -> orders.v1.CartItem
-	7,  // 12: orders.v1.CreateOrderResponse.order:type_name -> orders.v1.Order
-	7,  // 13: orders.v1.GetOrderResponse.order:type_name -> orders.v1.Order
-	7,  // 14: orders.v1.ListOrdersResponse.orders:type_name -> orders.v1.Order
-	7,  // 15: orders.v1.CancelOrderResponse.order:type_name -> orders.v1.Order
-	7,  // 16: orders.v1.WatchOrdersResponse.order:type_name -> orders.v1.Order
-	22, // 17: orders.v1.GetStatsResponse.replicas:type_name -> orders.v1.ReplicaStats
-	24, // 18: orders.v1.GetStatsResponse.since:type_name -> google.protobuf.Timestamp
-	8,  // 19: orders.v1.OrderService.ListProducts:input_type -> orders.v1.ListProductsRequest
-	10, // 20: orders.v1.OrderService.CreateOrder:input_type -> orders.v1.CreateOrderRequest
-	12, // 21: orders.v1.OrderService.GetOrder:input_type -> orders.v1.GetOrderRequest
-	14, // 22: orders.v1.OrderService.ListOrders:input_type -> orders.v1.ListOrdersRequest
-	16, // 23: orders.v1.OrderService.CancelOrder:input_type -> orders.v1.CancelOrderRequest
-	18, // 24: orders.v1.OrderService.WatchOrders:input_type -> orders.v1.WatchOrdersRequest
-	20, // 25: orders.v1.OrderService.GetStats:input_type -> orders.v1.GetStatsRequest
-	9,  // 26: orders.v1.OrderService.ListProducts:output_type -> orders.v1.ListProductsResponse
-	11, // 27: orders.v1.OrderService.CreateOrder:output_type -> orders.v1.CreateOrderResponse
-	13, // 28: orders.v1.OrderService.GetOrder:output_type -> orders.v1.GetOrderResponse
-	15, // 29: orders.v1.OrderService.ListOrders:output_type -> orders.v1.ListOrdersResponse
-	17, // 30: orders.v1.OrderService.CancelOrder:output_type -> orders.v1.CancelOrderResponse
-	19, // 31: orders.v1.OrderService.WatchOrders:output_type -> orders.v1.WatchOrdersResponse
-	21, // 32: orders.v1.OrderService.GetStats:output_type -> orders.v1.GetStatsResponse
-	26, // [26:33] is the sub-list for method output_type
-	19, // [19:26] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	26, // 8: orders.v1.Order.created_at:type_name -> google.protobuf.Timestamp
+	26, // 9: orders.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
+	26, // 10: orders.v1.CreateSessionResponse.expires_at:type_name -> google.protobuf.Timestamp
+	3,  // 11: orders.v1.ListProductsResponse.products:type_name -> orders.v1.Product
+	4,  // 12: orders.v1.CreateOrderRequest.items:type_name -> orders.v1.CartItem
+	7,  // 13: orders.v1.CreateOrderResponse.order:type_name -> orders.v1.Order
+	7,  // 14: orders.v1.GetOrderResponse.order:type_name -> orders.v1.Order
+	7,  // 15: orders.v1.ListOrdersResponse.orders:type_name -> orders.v1.Order
+	7,  // 16: orders.v1.CancelOrderResponse.order:type_name -> orders.v1.Order
+	7,  // 17: orders.v1.WatchOrdersResponse.order:type_name -> orders.v1.Order
+	24, // 18: orders.v1.GetStatsResponse.replicas:type_name -> orders.v1.ReplicaStats
+	26, // 19: orders.v1.GetStatsResponse.since:type_name -> google.protobuf.Timestamp
+	8,  // 20: orders.v1.OrderService.CreateSession:input_type -> orders.v1.CreateSessionRequest
+	10, // 21: orders.v1.OrderService.ListProducts:input_type -> orders.v1.ListProductsRequest
+	12, // 22: orders.v1.OrderService.CreateOrder:input_type -> orders.v1.CreateOrderRequest
+	14, // 23: orders.v1.OrderService.GetOrder:input_type -> orders.v1.GetOrderRequest
+	16, // 24: orders.v1.OrderService.ListOrders:input_type -> orders.v1.ListOrdersRequest
+	18, // 25: orders.v1.OrderService.CancelOrder:input_type -> orders.v1.CancelOrderRequest
+	20, // 26: orders.v1.OrderService.WatchOrders:input_type -> orders.v1.WatchOrdersRequest
+	22, // 27: orders.v1.OrderService.GetStats:input_type -> orders.v1.GetStatsRequest
+	9,  // 28: orders.v1.OrderService.CreateSession:output_type -> orders.v1.CreateSessionResponse
+	11, // 29: orders.v1.OrderService.ListProducts:output_type -> orders.v1.ListProductsResponse
+	13, // 30: orders.v1.OrderService.CreateOrder:output_type -> orders.v1.CreateOrderResponse
+	15, // 31: orders.v1.OrderService.GetOrder:output_type -> orders.v1.GetOrderResponse
+	17, // 32: orders.v1.OrderService.ListOrders:output_type -> orders.v1.ListOrdersResponse
+	19, // 33: orders.v1.OrderService.CancelOrder:output_type -> orders.v1.CancelOrderResponse
+	21, // 34: orders.v1.OrderService.WatchOrders:output_type -> orders.v1.WatchOrdersResponse
+	23, // 35: orders.v1.OrderService.GetStats:output_type -> orders.v1.GetStatsResponse
+	28, // [28:36] is the sub-list for method output_type
+	20, // [20:28] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_orders_v1_orders_proto_init() }
@@ -1565,7 +1698,7 @@ func file_orders_v1_orders_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orders_v1_orders_proto_rawDesc), len(file_orders_v1_orders_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   21,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -7,6 +7,7 @@ import (
 	"net"
 	"testing"
 
+	"github.com/connectshop/connectshop/internal/auth"
 	"github.com/connectshop/connectshop/internal/shop"
 	"github.com/connectshop/connectshop/web"
 )
@@ -24,10 +25,14 @@ func Start(tb testing.TB, logger *slog.Logger) string {
 			tb.Fatal(err)
 		}
 	}
+	sessionKey, err := auth.NewKey()
+	if err != nil {
+		tb.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- shop.Run(ctx, shop.Config{Logger: logger, Orders: lis[0], Payments: lis[1:], Dir: tb.TempDir(), Page: web.Handler()})
+		done <- shop.Run(ctx, shop.Config{Logger: logger, Orders: lis[0], Payments: lis[1:], Dir: tb.TempDir(), Page: web.Handler(), SessionKey: sessionKey})
 	}()
 	tb.Cleanup(func() {
 		cancel()

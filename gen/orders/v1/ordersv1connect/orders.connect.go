@@ -33,6 +33,9 @@ const (
 // reflection-formatted method names, remove the leading slash and convert the remaining slash to a
 // period.
 const (
+	// OrderServiceCreateSessionProcedure is the fully-qualified name of the OrderService's
+	// CreateSession RPC.
+	OrderServiceCreateSessionProcedure = "/orders.v1.OrderService/CreateSession"
 	// OrderServiceListProductsProcedure is the fully-qualified name of the OrderService's ListProducts
 	// RPC.
 	OrderServiceListProductsProcedure = "/orders.v1.OrderService/ListProducts"
@@ -55,6 +58,10 @@ const (
 
 // OrderServiceClient is a client for the orders.v1.OrderService service.
 type OrderServiceClient interface {
+	// CreateSession starts a guest customer session: a new customer id and a
+	// signed token that carries it, valid until expires_at. Called with a valid
+	// session token (or cookie), it renews that customer's session instead.
+	CreateSession(context.Context, *connect.Request[v1.CreateSessionRequest]) (*connect.Response[v1.CreateSessionResponse], error)
 	// ListProducts returns the whole catalog.
 	ListProducts(context.Context, *connect.Request[v1.ListProductsRequest]) (*connect.Response[v1.ListProductsResponse], error)
 	// CreateOrder prices the items from the catalog, stores the order and charges
@@ -64,23 +71,28 @@ type OrderServiceClient interface {
 	// card is declined (the declined order is kept), ALREADY_EXISTS (reason
 	// IDEMPOTENCY_KEY_REUSED) if the key was used for a different request, and
 	// UNAVAILABLE (reason PAYMENTS_UNAVAILABLE) if payments cannot be reached
-	// (retry with the same key).
+	// (retry with the same key). Idempotency keys are the caller's own: another
+	// customer's key places a new order.
 	CreateOrder(context.Context, *connect.Request[v1.CreateOrderRequest]) (*connect.Response[v1.CreateOrderResponse], error)
-	// GetOrder returns one order. Fails with NOT_FOUND if the id is unknown.
+	// GetOrder returns one of the caller's orders. Fails with NOT_FOUND if the
+	// id is unknown or another customer's.
 	GetOrder(context.Context, *connect.Request[v1.GetOrderRequest]) (*connect.Response[v1.GetOrderResponse], error)
-	// ListOrders returns orders, newest first, one page at a time. Fails with
-	// INVALID_ARGUMENT if the page token is not one this service returned.
+	// ListOrders returns the caller's orders, newest first, one page at a time.
+	// Fails with INVALID_ARGUMENT if the page token is not one this service
+	// returned.
 	ListOrders(context.Context, *connect.Request[v1.ListOrdersRequest]) (*connect.Response[v1.ListOrdersResponse], error)
-	// CancelOrder cancels a paid order and refunds its payment. Cancelling a
-	// cancelled order returns it unchanged. Fails with NOT_FOUND if the id is
-	// unknown, FAILED_PRECONDITION if the order was never paid, and UNAVAILABLE
+	// CancelOrder cancels one of the caller's paid orders and refunds its
+	// payment. Cancelling a cancelled order returns it unchanged; one left
+	// CANCELLING (payments was unreachable) is finished. Fails with
+	// NOT_FOUND if the id is unknown or another customer's, FAILED_PRECONDITION if the order was never paid, and UNAVAILABLE
 	// (reason PAYMENTS_UNAVAILABLE) if payments cannot be reached (retry).
 	CancelOrder(context.Context, *connect.Request[v1.CancelOrderRequest]) (*connect.Response[v1.CancelOrderResponse], error)
-	// WatchOrders streams every order that is created or changes state from now
-	// on, until the client goes away.
+	// WatchOrders streams every order of the caller's that is created or changes
+	// state from now on, until the client goes away.
 	WatchOrders(context.Context, *connect.Request[v1.WatchOrdersRequest]) (*connect.ServerStreamForClient[v1.WatchOrdersResponse], error)
 	// GetStats returns how this orders instance has spread its calls to
-	// payments over the payments replicas since it started.
+	// payments over the payments replicas since it started: counts per replica,
+	// no customer data.
 	GetStats(context.Context, *connect.Request[v1.GetStatsRequest]) (*connect.Response[v1.GetStatsResponse], error)
 }
 
@@ -95,6 +107,12 @@ func NewOrderServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 	baseURL = strings.TrimRight(baseURL, "/")
 	orderServiceMethods := v1.File_orders_v1_orders_proto.Services().ByName("OrderService").Methods()
 	return &orderServiceClient{
+		createSession: connect.NewClient[v1.CreateSessionRequest, v1.CreateSessionResponse](
+			httpClient,
+			baseURL+OrderServiceCreateSessionProcedure,
+			connect.WithSchema(orderServiceMethods.ByName("CreateSession")),
+			connect.WithClientOptions(opts...),
+		),
 		listProducts: connect.NewClient[v1.ListProductsRequest, v1.ListProductsResponse](
 			httpClient,
 			baseURL+OrderServiceListProductsProcedure,
@@ -147,13 +165,19 @@ func NewOrderServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 
 // orderServiceClient implements OrderServiceClient.
 type orderServiceClient struct {
-	listProducts *connect.Client[v1.ListProductsRequest, v1.ListProductsResponse]
-	createOrder  *connect.Client[v1.CreateOrderRequest, v1.CreateOrderResponse]
-	getOrder     *connect.Client[v1.GetOrderRequest, v1.GetOrderResponse]
-	listOrders   *connect.Client[v1.ListOrdersRequest, v1.ListOrdersResponse]
-	cancelOrder  *connect.Client[v1.CancelOrderRequest, v1.CancelOrderResponse]
-	watchOrders  *connect.Client[v1.WatchOrdersRequest, v1.WatchOrdersResponse]
-	getStats     *connect.Client[v1.GetStatsRequest, v1.GetStatsResponse]
+	createSession *connect.Client[v1.CreateSessionRequest, v1.CreateSessionResponse]
+	listProducts  *connect.Client[v1.ListProductsRequest, v1.ListProductsResponse]
+	createOrder   *connect.Client[v1.CreateOrderRequest, v1.CreateOrderResponse]
+	getOrder      *connect.Client[v1.GetOrderRequest, v1.GetOrderResponse]
+	listOrders    *connect.Client[v1.ListOrdersRequest, v1.ListOrdersResponse]
+	cancelOrder   *connect.Client[v1.CancelOrderRequest, v1.CancelOrderResponse]
+	watchOrders   *connect.Client[v1.WatchOrdersRequest, v1.WatchOrdersResponse]
+	getStats      *connect.Client[v1.GetStatsRequest, v1.GetStatsResponse]
+}
+
+// CreateSession calls orders.v1.OrderService.CreateSession.
+func (c *orderServiceClient) CreateSession(ctx context.Context, req *connect.Request[v1.CreateSessionRequest]) (*connect.Response[v1.CreateSessionResponse], error) {
+	return c.createSession.CallUnary(ctx, req)
 }
 
 // ListProducts calls orders.v1.OrderService.ListProducts.
@@ -193,6 +217,10 @@ func (c *orderServiceClient) GetStats(ctx context.Context, req *connect.Request[
 
 // OrderServiceHandler is an implementation of the orders.v1.OrderService service.
 type OrderServiceHandler interface {
+	// CreateSession starts a guest customer session: a new customer id and a
+	// signed token that carries it, valid until expires_at. Called with a valid
+	// session token (or cookie), it renews that customer's session instead.
+	CreateSession(context.Context, *connect.Request[v1.CreateSessionRequest]) (*connect.Response[v1.CreateSessionResponse], error)
 	// ListProducts returns the whole catalog.
 	ListProducts(context.Context, *connect.Request[v1.ListProductsRequest]) (*connect.Response[v1.ListProductsResponse], error)
 	// CreateOrder prices the items from the catalog, stores the order and charges
@@ -202,23 +230,28 @@ type OrderServiceHandler interface {
 	// card is declined (the declined order is kept), ALREADY_EXISTS (reason
 	// IDEMPOTENCY_KEY_REUSED) if the key was used for a different request, and
 	// UNAVAILABLE (reason PAYMENTS_UNAVAILABLE) if payments cannot be reached
-	// (retry with the same key).
+	// (retry with the same key). Idempotency keys are the caller's own: another
+	// customer's key places a new order.
 	CreateOrder(context.Context, *connect.Request[v1.CreateOrderRequest]) (*connect.Response[v1.CreateOrderResponse], error)
-	// GetOrder returns one order. Fails with NOT_FOUND if the id is unknown.
+	// GetOrder returns one of the caller's orders. Fails with NOT_FOUND if the
+	// id is unknown or another customer's.
 	GetOrder(context.Context, *connect.Request[v1.GetOrderRequest]) (*connect.Response[v1.GetOrderResponse], error)
-	// ListOrders returns orders, newest first, one page at a time. Fails with
-	// INVALID_ARGUMENT if the page token is not one this service returned.
+	// ListOrders returns the caller's orders, newest first, one page at a time.
+	// Fails with INVALID_ARGUMENT if the page token is not one this service
+	// returned.
 	ListOrders(context.Context, *connect.Request[v1.ListOrdersRequest]) (*connect.Response[v1.ListOrdersResponse], error)
-	// CancelOrder cancels a paid order and refunds its payment. Cancelling a
-	// cancelled order returns it unchanged. Fails with NOT_FOUND if the id is
-	// unknown, FAILED_PRECONDITION if the order was never paid, and UNAVAILABLE
+	// CancelOrder cancels one of the caller's paid orders and refunds its
+	// payment. Cancelling a cancelled order returns it unchanged; one left
+	// CANCELLING (payments was unreachable) is finished. Fails with
+	// NOT_FOUND if the id is unknown or another customer's, FAILED_PRECONDITION if the order was never paid, and UNAVAILABLE
 	// (reason PAYMENTS_UNAVAILABLE) if payments cannot be reached (retry).
 	CancelOrder(context.Context, *connect.Request[v1.CancelOrderRequest]) (*connect.Response[v1.CancelOrderResponse], error)
-	// WatchOrders streams every order that is created or changes state from now
-	// on, until the client goes away.
+	// WatchOrders streams every order of the caller's that is created or changes
+	// state from now on, until the client goes away.
 	WatchOrders(context.Context, *connect.Request[v1.WatchOrdersRequest], *connect.ServerStream[v1.WatchOrdersResponse]) error
 	// GetStats returns how this orders instance has spread its calls to
-	// payments over the payments replicas since it started.
+	// payments over the payments replicas since it started: counts per replica,
+	// no customer data.
 	GetStats(context.Context, *connect.Request[v1.GetStatsRequest]) (*connect.Response[v1.GetStatsResponse], error)
 }
 
@@ -229,6 +262,12 @@ type OrderServiceHandler interface {
 // and JSON codecs. They also support gzip compression.
 func NewOrderServiceHandler(svc OrderServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
 	orderServiceMethods := v1.File_orders_v1_orders_proto.Services().ByName("OrderService").Methods()
+	orderServiceCreateSessionHandler := connect.NewUnaryHandler(
+		OrderServiceCreateSessionProcedure,
+		svc.CreateSession,
+		connect.WithSchema(orderServiceMethods.ByName("CreateSession")),
+		connect.WithHandlerOptions(opts...),
+	)
 	orderServiceListProductsHandler := connect.NewUnaryHandler(
 		OrderServiceListProductsProcedure,
 		svc.ListProducts,
@@ -278,6 +317,8 @@ func NewOrderServiceHandler(svc OrderServiceHandler, opts ...connect.HandlerOpti
 	)
 	return "/orders.v1.OrderService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
+		case OrderServiceCreateSessionProcedure:
+			orderServiceCreateSessionHandler.ServeHTTP(w, r)
 		case OrderServiceListProductsProcedure:
 			orderServiceListProductsHandler.ServeHTTP(w, r)
 		case OrderServiceCreateOrderProcedure:
@@ -300,6 +341,10 @@ func NewOrderServiceHandler(svc OrderServiceHandler, opts ...connect.HandlerOpti
 
 // UnimplementedOrderServiceHandler returns CodeUnimplemented from all methods.
 type UnimplementedOrderServiceHandler struct{}
+
+func (UnimplementedOrderServiceHandler) CreateSession(context.Context, *connect.Request[v1.CreateSessionRequest]) (*connect.Response[v1.CreateSessionResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orders.v1.OrderService.CreateSession is not implemented"))
+}
 
 func (UnimplementedOrderServiceHandler) ListProducts(context.Context, *connect.Request[v1.ListProductsRequest]) (*connect.Response[v1.ListProductsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("orders.v1.OrderService.ListProducts is not implemented"))

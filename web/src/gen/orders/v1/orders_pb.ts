@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file orders/v1/orders.proto.
  */
 export const file_orders_v1_orders: GenFile = /*@__PURE__*/
-  fileDesc("ChZvcmRlcnMvdjEvb3JkZXJzLnByb3RvEglvcmRlcnMudjEiMwoFTW9uZXkSFQoNY3VycmVuY3lfY29kZRgBIAEoCRITCgttaW5vcl91bml0cxgCIAEoAyJZCgdQcm9kdWN0EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkSHwoFcHJpY2UYBCABKAsyEC5vcmRlcnMudjEuTW9uZXkiMAoIQ2FydEl0ZW0SEgoKcHJvZHVjdF9pZBgBIAEoCRIQCghxdWFudGl0eRgCIAEoBSKTAQoJT3JkZXJJdGVtEhIKCnByb2R1Y3RfaWQYASABKAkSFAoMcHJvZHVjdF9uYW1lGAIgASgJEhAKCHF1YW50aXR5GAMgASgFEiQKCnVuaXRfcHJpY2UYBCABKAsyEC5vcmRlcnMudjEuTW9uZXkSJAoKbGluZV90b3RhbBgFIAEoCzIQLm9yZGVycy52MS5Nb25leSKMAQoDSG9wEhEKCXByb2NlZHVyZRgBIAEoCRIOCgZzZXJ2ZXIYAiABKAkSEAoIcHJvdG9jb2wYAyABKAkSDQoFY29kZWMYBCABKAkSFAoMaHR0cF92ZXJzaW9uGAUgASgJEisKCGR1cmF0aW9uGAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIqwCCgVPcmRlchIKCgJpZBgBIAEoCRImCgZzdGF0dXMYAiABKA4yFi5vcmRlcnMudjEuT3JkZXJTdGF0dXMSIwoFaXRlbXMYAyADKAsyFC5vcmRlcnMudjEuT3JkZXJJdGVtEh8KBXRvdGFsGAQgASgLMhAub3JkZXJzLnYxLk1vbmV5EhIKCnBheW1lbnRfaWQYBSABKAkSFwoPcGF5bWVudF9yZXBsaWNhGAYgASgJEhwKBGhvcHMYByADKAsyDi5vcmRlcnMudjEuSG9wEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIhUKE0xpc3RQcm9kdWN0c1JlcXVlc3QiPAoUTGlzdFByb2R1Y3RzUmVzcG9uc2USJAoIcHJvZHVjdHMYASADKAsyEi5vcmRlcnMudjEuUHJvZHVjdCJoChJDcmVhdGVPcmRlclJlcXVlc3QSIgoFaXRlbXMYASADKAsyEy5vcmRlcnMudjEuQ2FydEl0ZW0SFQoNcGF5bWVudF90b2tlbhgCIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYAyABKAkiNgoTQ3JlYXRlT3JkZXJSZXNwb25zZRIfCgVvcmRlchgBIAEoCzIQLm9yZGVycy52MS5PcmRlciIdCg9HZXRPcmRlclJlcXVlc3QSCgoCaWQYASABKAkiMwoQR2V0T3JkZXJSZXNwb25zZRIfCgVvcmRlchgBIAEoCzIQLm9yZGVycy52MS5PcmRlciI6ChFMaXN0T3JkZXJzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJPChJMaXN0T3JkZXJzUmVzcG9uc2USIAoGb3JkZXJzGAEgAygLMhAub3JkZXJzLnYxLk9yZGVyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIgChJDYW5jZWxPcmRlclJlcXVlc3QSCgoCaWQYASABKAkiNgoTQ2FuY2VsT3JkZXJSZXNwb25zZRIfCgVvcmRlchgBIAEoCzIQLm9yZGVycy52MS5PcmRlciIUChJXYXRjaE9yZGVyc1JlcXVlc3QiNgoTV2F0Y2hPcmRlcnNSZXNwb25zZRIfCgVvcmRlchgBIAEoCzIQLm9yZGVycy52MS5PcmRlciIRCg9HZXRTdGF0c1JlcXVlc3QifQoQR2V0U3RhdHNSZXNwb25zZRIpCghyZXBsaWNhcxgBIAMoCzIXLm9yZGVycy52MS5SZXBsaWNhU3RhdHMSEwoLdG90YWxfY2FsbHMYAiABKAMSKQoFc2luY2UYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjoKDFJlcGxpY2FTdGF0cxIMCgRuYW1lGAEgASgJEg0KBWNhbGxzGAIgASgDEg0KBXNoYXJlGAMgASgBKnQKC0Vycm9yUmVhc29uEhwKGEVSUk9SX1JFQVNPTl9VTlNQRUNJRklFRBAAEhEKDUNBUkRfREVDTElORUQQARIaChZJREVNUE9URU5DWV9LRVlfUkVVU0VEEAISGAoUUEFZTUVOVFNfVU5BVkFJTEFCTEUQAyqbAQoLT3JkZXJTdGF0dXMSHAoYT1JERVJfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGAoUT1JERVJfU1RBVFVTX1BFTkRJTkcQARIVChFPUkRFUl9TVEFUVVNfUEFJRBACEiEKHU9SREVSX1NUQVRVU19QQVlNRU5UX0RFQ0xJTkVEEAMSGgoWT1JERVJfU1RBVFVTX0NBTkNFTExFRBAEMrkECgxPcmRlclNlcnZpY2USVAoMTGlzdFByb2R1Y3RzEh4ub3JkZXJzLnYxLkxpc3RQcm9kdWN0c1JlcXVlc3QaHy5vcmRlcnMudjEuTGlzdFByb2R1Y3RzUmVzcG9uc2UiA5ACARJMCgtDcmVhdGVPcmRlchIdLm9yZGVycy52MS5DcmVhdGVPcmRlclJlcXVlc3QaHi5vcmRlcnMudjEuQ3JlYXRlT3JkZXJSZXNwb25zZRJICghHZXRPcmRlchIaLm9yZGVycy52MS5HZXRPcmRlclJlcXVlc3QaGy5vcmRlcnMudjEuR2V0T3JkZXJSZXNwb25zZSIDkAIBEk4KCkxpc3RPcmRlcnMSHC5vcmRlcnMudjEuTGlzdE9yZGVyc1JlcXVlc3QaHS5vcmRlcnMudjEuTGlzdE9yZGVyc1Jlc3BvbnNlIgOQAgESUQoLQ2FuY2VsT3JkZXISHS5vcmRlcnMudjEuQ2FuY2VsT3JkZXJSZXF1ZXN0Gh4ub3JkZXJzLnYxLkNhbmNlbE9yZGVyUmVzcG9uc2UiA5ACAhJOCgtXYXRjaE9yZGVycxIdLm9yZGVycy52MS5XYXRjaE9yZGVyc1JlcXVlc3QaHi5vcmRlcnMudjEuV2F0Y2hPcmRlcnNSZXNwb25zZTABEkgKCEdldFN0YXRzEhoub3JkZXJzLnYxLkdldFN0YXRzUmVxdWVzdBobLm9yZGVycy52MS5HZXRTdGF0c1Jlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChZvcmRlcnMvdjEvb3JkZXJzLnByb3RvEglvcmRlcnMudjEiMwoFTW9uZXkSFQoNY3VycmVuY3lfY29kZRgBIAEoCRITCgttaW5vcl91bml0cxgCIAEoAyJZCgdQcm9kdWN0EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkSHwoFcHJpY2UYBCABKAsyEC5vcmRlcnMudjEuTW9uZXkiMAoIQ2FydEl0ZW0SEgoKcHJvZHVjdF9pZBgBIAEoCRIQCghxdWFudGl0eRgCIAEoBSKTAQoJT3JkZXJJdGVtEhIKCnByb2R1Y3RfaWQYASABKAkSFAoMcHJvZHVjdF9uYW1lGAIgASgJEhAKCHF1YW50aXR5GAMgASgFEiQKCnVuaXRfcHJpY2UYBCABKAsyEC5vcmRlcnMudjEuTW9uZXkSJAoKbGluZV90b3RhbBgFIAEoCzIQLm9yZGVycy52MS5Nb25leSKMAQoDSG9wEhEKCXByb2NlZHVyZRgBIAEoCRIOCgZzZXJ2ZXIYAiABKAkSEAoIcHJvdG9jb2wYAyABKAkSDQoFY29kZWMYBCABKAkSFAoMaHR0cF92ZXJzaW9uGAUgASgJEisKCGR1cmF0aW9uGAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIsECCgVPcmRlchIKCgJpZBgBIAEoCRImCgZzdGF0dXMYAiABKA4yFi5vcmRlcnMudjEuT3JkZXJTdGF0dXMSIwoFaXRlbXMYAyADKAsyFC5vcmRlcnMudjEuT3JkZXJJdGVtEh8KBXRvdGFsGAQgASgLMhAub3JkZXJzLnYxLk1vbmV5EhIKCnBheW1lbnRfaWQYBSABKAkSFwoPcGF5bWVudF9yZXBsaWNhGAYgASgJEhwKBGhvcHMYByADKAsyDi5vcmRlcnMudjEuSG9wEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2N1c3RvbWVyX2lkGAogASgJIhYKFENyZWF0ZVNlc3Npb25SZXF1ZXN0ImsKFUNyZWF0ZVNlc3Npb25SZXNwb25zZRINCgV0b2tlbhgBIAEoCRITCgtjdXN0b21lcl9pZBgCIAEoCRIuCgpleHBpcmVzX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIVChNMaXN0UHJvZHVjdHNSZXF1ZXN0IjwKFExpc3RQcm9kdWN0c1Jlc3BvbnNlEiQKCHByb2R1Y3RzGAEgAygLMhIub3JkZXJzLnYxLlByb2R1Y3QiaAoSQ3JlYXRlT3JkZXJSZXF1ZXN0EiIKBWl0ZW1zGAEgAygLMhMub3JkZXJzLnYxLkNhcnRJdGVtEhUKDXBheW1lbnRfdG9rZW4YAiABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAMgASgJIjYKE0NyZWF0ZU9yZGVyUmVzcG9uc2USHwoFb3JkZXIYASABKAsyEC5vcmRlcnMudjEuT3JkZXIiHQoPR2V0T3JkZXJSZXF1ZXN0EgoKAmlkGAEgASgJIjMKEEdldE9yZGVyUmVzcG9uc2USHwoFb3JkZXIYASABKAsyEC5vcmRlcnMudjEuT3JkZXIiOgoRTGlzdE9yZGVyc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiTwoSTGlzdE9yZGVyc1Jlc3BvbnNlEiAKBm9yZGVycxgBIAMoCzIQLm9yZGVycy52MS5PcmRlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIAoSQ2FuY2VsT3JkZXJSZXF1ZXN0EgoKAmlkGAEgASgJIjYKE0NhbmNlbE9yZGVyUmVzcG9uc2USHwoFb3JkZXIYASABKAsyEC5vcmRlcnMudjEuT3JkZXIiFAoSV2F0Y2hPcmRlcnNSZXF1ZXN0IjYKE1dhdGNoT3JkZXJzUmVzcG9uc2USHwoFb3JkZXIYASABKAsyEC5vcmRlcnMudjEuT3JkZXIiEQoPR2V0U3RhdHNSZXF1ZXN0In0KEEdldFN0YXRzUmVzcG9uc2USKQoIcmVwbGljYXMYASADKAsyFy5vcmRlcnMudjEuUmVwbGljYVN0YXRzEhMKC3RvdGFsX2NhbGxzGAIgASgDEikKBXNpbmNlGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI6CgxSZXBsaWNhU3RhdHMSDAoEbmFtZRgBIAEoCRINCgVjYWxscxgCIAEoAxINCgVzaGFyZRgDIAEoASp0CgtFcnJvclJlYXNvbhIcChhFUlJPUl9SRUFTT05fVU5TUEVDSUZJRUQQABIRCg1DQVJEX0RFQ0xJTkVEEAESGgoWSURFTVBPVEVOQ1lfS0VZX1JFVVNFRBACEhgKFFBBWU1FTlRTX1VOQVZBSUxBQkxFEAMquAEKC09yZGVyU3RhdHVzEhwKGE9SREVSX1NUQVRVU19VTlNQRUNJRklFRBAAEhgKFE9SREVSX1NUQVRVU19QRU5ESU5HEAESFQoRT1JERVJfU1RBVFVTX1BBSUQQAhIhCh1PUkRFUl9TVEFUVVNfUEFZTUVOVF9ERUNMSU5FRBADEhoKFk9SREVSX1NUQVRVU19DQU5DRUxMRUQQBBIbChdPUkRFUl9TVEFUVVNfQ0FOQ0VMTElORxAFMo0FCgxPcmRlclNlcnZpY2USUgoNQ3JlYXRlU2Vzc2lvbhIfLm9yZGVycy52MS5DcmVhdGVTZXNzaW9uUmVxdWVzdBogLm9yZGVycy52MS5DcmVhdGVTZXNzaW9uUmVzcG9uc2USVAoMTGlzdFByb2R1Y3RzEh4ub3JkZXJzLnYxLkxpc3RQcm9kdWN0c1JlcXVlc3QaHy5vcmRlcnMudjEuTGlzdFByb2R1Y3RzUmVzcG9uc2UiA5ACARJMCgtDcmVhdGVPcmRlchIdLm9yZGVycy52MS5DcmVhdGVPcmRlclJlcXVlc3QaHi5vcmRlcnMudjEuQ3JlYXRlT3JkZXJSZXNwb25zZRJICghHZXRPcmRlchIaLm9yZGVycy52MS5HZXRPcmRlclJlcXVlc3QaGy5vcmRlcnMudjEuR2V0T3JkZXJSZXNwb25zZSIDkAIBEk4KCkxpc3RPcmRlcnMSHC5vcmRlcnMudjEuTGlzdE9yZGVyc1JlcXVlc3QaHS5vcmRlcnMudjEuTGlzdE9yZGVyc1Jlc3BvbnNlIgOQAgESUQoLQ2FuY2VsT3JkZXISHS5vcmRlcnMudjEuQ2FuY2VsT3JkZXJSZXF1ZXN0Gh4ub3JkZXJzLnYxLkNhbmNlbE9yZGVyUmVzcG9uc2UiA5ACAhJOCgtXYXRjaE9yZGVycxIdLm9yZGVycy52MS5XYXRjaE9yZGVyc1JlcXVlc3QaHi5vcmRlcnMudjEuV2F0Y2hPcmRlcnNSZXNwb25zZTABEkgKCEdldFN0YXRzEhoub3JkZXJzLnYxLkdldFN0YXRzUmVxdWVzdBobLm9yZGVycy52MS5HZXRTdGF0c1Jlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Money is an amount in the minor unit of a currency (cents for USD).
@@ -286,6 +286,13 @@ export type Order = Message<"orders.v1.Order"> & {
    * @generated from field: google.protobuf.Timestamp updated_at = 9;
    */
   updatedAt?: Timestamp | undefined;
+
+  /**
+   * The customer who placed it.
+   *
+   * @generated from field: string customer_id = 10;
+   */
+  customerId: string;
 };
 
 /**
@@ -294,6 +301,56 @@ export type Order = Message<"orders.v1.Order"> & {
  */
 export const OrderSchema: GenMessage<Order> = /*@__PURE__*/
   messageDesc(file_orders_v1_orders, 5);
+
+/**
+ * CreateSessionRequest is empty: guest sessions need no credentials.
+ *
+ * @generated from message orders.v1.CreateSessionRequest
+ */
+export type CreateSessionRequest = Message<"orders.v1.CreateSessionRequest"> & {
+};
+
+/**
+ * Describes the message orders.v1.CreateSessionRequest.
+ * Use `create(CreateSessionRequestSchema)` to create a new message.
+ */
+export const CreateSessionRequestSchema: GenMessage<CreateSessionRequest> = /*@__PURE__*/
+  messageDesc(file_orders_v1_orders, 6);
+
+/**
+ * CreateSessionResponse is a customer session.
+ *
+ * @generated from message orders.v1.CreateSessionResponse
+ */
+export type CreateSessionResponse = Message<"orders.v1.CreateSessionResponse"> & {
+  /**
+   * The session token, to send as "Authorization: Bearer TOKEN". Secret.
+   *
+   * @generated from field: string token = 1;
+   */
+  token: string;
+
+  /**
+   * The customer the token speaks for, "cus_...".
+   *
+   * @generated from field: string customer_id = 2;
+   */
+  customerId: string;
+
+  /**
+   * When the token stops being accepted; get a new one before.
+   *
+   * @generated from field: google.protobuf.Timestamp expires_at = 3;
+   */
+  expiresAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message orders.v1.CreateSessionResponse.
+ * Use `create(CreateSessionResponseSchema)` to create a new message.
+ */
+export const CreateSessionResponseSchema: GenMessage<CreateSessionResponse> = /*@__PURE__*/
+  messageDesc(file_orders_v1_orders, 7);
 
 /**
  * ListProductsRequest is empty: the catalog is small.
@@ -308,7 +365,7 @@ export type ListProductsRequest = Message<"orders.v1.ListProductsRequest"> & {
  * Use `create(ListProductsRequestSchema)` to create a new message.
  */
 export const ListProductsRequestSchema: GenMessage<ListProductsRequest> = /*@__PURE__*/
-  messageDesc(file_orders_v1_orders, 6);
+  messageDesc(file_orders_v1_orders, 8);
 
 /**
  * ListProductsResponse is the catalog.
@@ -329,7 +386,7 @@ export type ListProductsResponse = Message<"orders.v1.ListProductsResponse"> & {
  * Use `create(ListProductsResponseSchema)` to create a new message.
  */
 export const ListProductsResponseSchema: GenMessage<ListProductsResponse> = /*@__PURE__*/
-  messageDesc(file_orders_v1_orders, 7);
+  messageDesc(file_orders_v1_orders, 9);
 
 /**
  * CreateOrderRequest places an order.
@@ -367,7 +424,7 @@ export type CreateOrderRequest = Message<"orders.v1.CreateOrderRequest"> & {
  * Use `create(CreateOrderRequestSchema)` to create a new message.
  */
 export const CreateOrderRequestSchema: GenMessage<CreateOrderRequest> = /*@__PURE__*/
-  messageDesc(file_orders_v1_orders, 8);
+  messageDesc(file_orders_v1_orders, 10);
 
 /**
  * CreateOrderResponse is the placed order.
@@ -388,7 +445,7 @@ export type CreateOrderResponse = Message<"orders.v1.CreateOrderResponse"> & {
  * Use `create(CreateOrderResponseSchema)` to create a new message.
  */
 export const CreateOrderResponseSchema: GenMessage<CreateOrderResponse> = /*@__PURE__*/
-  messageDesc(file_orders_v1_orders, 9);
+  messageDesc(file_orders_v1_orders, 11);
 
 /**
  * GetOrderRequest names an order.
@@ -409,7 +466,7 @@ export type GetOrderRequest = Message<"orders.v1.GetOrderRequest"> & {
  * Use `create(GetOrderRequestSchema)` to create a new message.
  */
 export const GetOrderRequestSchema: GenMessage<GetOrderRequest> = /*@__PURE__*/
-  messageDesc(file_orders_v1_orders, 10);
+  messageDesc(file_orders_v1_orders, 12);
 
 /**
  * GetOrderResponse is the order asked for.
@@ -430,7 +487,7 @@ export type GetOrderResponse = Message<"orders.v1.GetOrderResponse"> & {
  * Use `create(GetOrderResponseSchema)` to create a new message.
  */
 export const GetOrderResponseSchema: GenMessage<GetOrderResponse> = /*@__PURE__*/
-  messageDesc(file_orders_v1_orders, 11);
+  messageDesc(file_orders_v1_orders, 13);
 
 /**
  * ListOrdersRequest asks for one page of orders.
@@ -458,7 +515,7 @@ export type ListOrdersRequest = Message<"orders.v1.ListOrdersRequest"> & {
  * Use `create(ListOrdersRequestSchema)` to create a new message.
  */
 export const ListOrdersRequestSchema: GenMessage<ListOrdersRequest> = /*@__PURE__*/
-  messageDesc(file_orders_v1_orders, 12);
+  messageDesc(file_orders_v1_orders, 14);
 
 /**
  * ListOrdersResponse is one page of orders, newest first.
@@ -486,7 +543,7 @@ export type ListOrdersResponse = Message<"orders.v1.ListOrdersResponse"> & {
  * Use `create(ListOrdersResponseSchema)` to create a new message.
  */
 export const ListOrdersResponseSchema: GenMessage<ListOrdersResponse> = /*@__PURE__*/
-  messageDesc(file_orders_v1_orders, 13);
+  messageDesc(file_orders_v1_orders, 15);
 
 /**
  * CancelOrderRequest names the order to cancel.
@@ -507,7 +564,7 @@ export type CancelOrderRequest = Message<"orders.v1.CancelOrderRequest"> & {
  * Use `create(CancelOrderRequestSchema)` to create a new message.
  */
 export const CancelOrderRequestSchema: GenMessage<CancelOrderRequest> = /*@__PURE__*/
-  messageDesc(file_orders_v1_orders, 14);
+  messageDesc(file_orders_v1_orders, 16);
 
 /**
  * CancelOrderResponse is the cancelled order.
@@ -528,7 +585,7 @@ export type CancelOrderResponse = Message<"orders.v1.CancelOrderResponse"> & {
  * Use `create(CancelOrderResponseSchema)` to create a new message.
  */
 export const CancelOrderResponseSchema: GenMessage<CancelOrderResponse> = /*@__PURE__*/
-  messageDesc(file_orders_v1_orders, 15);
+  messageDesc(file_orders_v1_orders, 17);
 
 /**
  * WatchOrdersRequest starts a stream of order changes.
@@ -543,7 +600,7 @@ export type WatchOrdersRequest = Message<"orders.v1.WatchOrdersRequest"> & {
  * Use `create(WatchOrdersRequestSchema)` to create a new message.
  */
 export const WatchOrdersRequestSchema: GenMessage<WatchOrdersRequest> = /*@__PURE__*/
-  messageDesc(file_orders_v1_orders, 16);
+  messageDesc(file_orders_v1_orders, 18);
 
 /**
  * WatchOrdersResponse is one change.
@@ -564,7 +621,7 @@ export type WatchOrdersResponse = Message<"orders.v1.WatchOrdersResponse"> & {
  * Use `create(WatchOrdersResponseSchema)` to create a new message.
  */
 export const WatchOrdersResponseSchema: GenMessage<WatchOrdersResponse> = /*@__PURE__*/
-  messageDesc(file_orders_v1_orders, 17);
+  messageDesc(file_orders_v1_orders, 19);
 
 /**
  * GetStatsRequest is empty.
@@ -579,7 +636,7 @@ export type GetStatsRequest = Message<"orders.v1.GetStatsRequest"> & {
  * Use `create(GetStatsRequestSchema)` to create a new message.
  */
 export const GetStatsRequestSchema: GenMessage<GetStatsRequest> = /*@__PURE__*/
-  messageDesc(file_orders_v1_orders, 18);
+  messageDesc(file_orders_v1_orders, 20);
 
 /**
  * GetStatsResponse is the spread of payment calls over replicas.
@@ -614,7 +671,7 @@ export type GetStatsResponse = Message<"orders.v1.GetStatsResponse"> & {
  * Use `create(GetStatsResponseSchema)` to create a new message.
  */
 export const GetStatsResponseSchema: GenMessage<GetStatsResponse> = /*@__PURE__*/
-  messageDesc(file_orders_v1_orders, 19);
+  messageDesc(file_orders_v1_orders, 21);
 
 /**
  * ReplicaStats is what one payments replica served for this orders instance.
@@ -649,7 +706,7 @@ export type ReplicaStats = Message<"orders.v1.ReplicaStats"> & {
  * Use `create(ReplicaStatsSchema)` to create a new message.
  */
 export const ReplicaStatsSchema: GenMessage<ReplicaStats> = /*@__PURE__*/
-  messageDesc(file_orders_v1_orders, 20);
+  messageDesc(file_orders_v1_orders, 22);
 
 /**
  * ErrorReason is the reason of the google.rpc.ErrorInfo detail (domain
@@ -740,6 +797,15 @@ export enum OrderStatus {
    * @generated from enum value: ORDER_STATUS_CANCELLED = 4;
    */
   CANCELLED = 4,
+
+  /**
+   * Being cancelled: recorded before the refund is asked for, so that a
+   * cancel cut off half-way is finished by a retry or by the service itself
+   * (its recovery loop), never left with the money and the order disagreeing.
+   *
+   * @generated from enum value: ORDER_STATUS_CANCELLING = 5;
+   */
+  CANCELLING = 5,
 }
 
 /**
@@ -759,9 +825,27 @@ export const OrderStatusSchema: GenEnum<OrderStatus> = /*@__PURE__*/
  * Errors with a google.rpc.ErrorInfo detail name their cause in its reason;
  * see ErrorReason.
  *
+ * Orders belong to customers. CreateSession, ListProducts and GetStats are
+ * public; every other RPC needs a session token from CreateSession, sent as
+ * "Authorization: Bearer TOKEN" (the page gets it as an HttpOnly cookie
+ * instead), and fails with UNAUTHENTICATED without a valid one. A customer
+ * sees only their own orders: another customer's order id is NOT_FOUND.
+ *
  * @generated from service orders.v1.OrderService
  */
 export const OrderService: GenService<{
+  /**
+   * CreateSession starts a guest customer session: a new customer id and a
+   * signed token that carries it, valid until expires_at. Called with a valid
+   * session token (or cookie), it renews that customer's session instead.
+   *
+   * @generated from rpc orders.v1.OrderService.CreateSession
+   */
+  createSession: {
+    methodKind: "unary";
+    input: typeof CreateSessionRequestSchema;
+    output: typeof CreateSessionResponseSchema;
+  },
   /**
    * ListProducts returns the whole catalog.
    *
@@ -780,7 +864,8 @@ export const OrderService: GenService<{
    * card is declined (the declined order is kept), ALREADY_EXISTS (reason
    * IDEMPOTENCY_KEY_REUSED) if the key was used for a different request, and
    * UNAVAILABLE (reason PAYMENTS_UNAVAILABLE) if payments cannot be reached
-   * (retry with the same key).
+   * (retry with the same key). Idempotency keys are the caller's own: another
+   * customer's key places a new order.
    *
    * @generated from rpc orders.v1.OrderService.CreateOrder
    */
@@ -790,7 +875,8 @@ export const OrderService: GenService<{
     output: typeof CreateOrderResponseSchema;
   },
   /**
-   * GetOrder returns one order. Fails with NOT_FOUND if the id is unknown.
+   * GetOrder returns one of the caller's orders. Fails with NOT_FOUND if the
+   * id is unknown or another customer's.
    *
    * @generated from rpc orders.v1.OrderService.GetOrder
    */
@@ -800,8 +886,9 @@ export const OrderService: GenService<{
     output: typeof GetOrderResponseSchema;
   },
   /**
-   * ListOrders returns orders, newest first, one page at a time. Fails with
-   * INVALID_ARGUMENT if the page token is not one this service returned.
+   * ListOrders returns the caller's orders, newest first, one page at a time.
+   * Fails with INVALID_ARGUMENT if the page token is not one this service
+   * returned.
    *
    * @generated from rpc orders.v1.OrderService.ListOrders
    */
@@ -811,9 +898,10 @@ export const OrderService: GenService<{
     output: typeof ListOrdersResponseSchema;
   },
   /**
-   * CancelOrder cancels a paid order and refunds its payment. Cancelling a
-   * cancelled order returns it unchanged. Fails with NOT_FOUND if the id is
-   * unknown, FAILED_PRECONDITION if the order was never paid, and UNAVAILABLE
+   * CancelOrder cancels one of the caller's paid orders and refunds its
+   * payment. Cancelling a cancelled order returns it unchanged; one left
+   * CANCELLING (payments was unreachable) is finished. Fails with
+   * NOT_FOUND if the id is unknown or another customer's, FAILED_PRECONDITION if the order was never paid, and UNAVAILABLE
    * (reason PAYMENTS_UNAVAILABLE) if payments cannot be reached (retry).
    *
    * @generated from rpc orders.v1.OrderService.CancelOrder
@@ -824,8 +912,8 @@ export const OrderService: GenService<{
     output: typeof CancelOrderResponseSchema;
   },
   /**
-   * WatchOrders streams every order that is created or changes state from now
-   * on, until the client goes away.
+   * WatchOrders streams every order of the caller's that is created or changes
+   * state from now on, until the client goes away.
    *
    * @generated from rpc orders.v1.OrderService.WatchOrders
    */
@@ -836,7 +924,8 @@ export const OrderService: GenService<{
   },
   /**
    * GetStats returns how this orders instance has spread its calls to
-   * payments over the payments replicas since it started.
+   * payments over the payments replicas since it started: counts per replica,
+   * no customer data.
    *
    * @generated from rpc orders.v1.OrderService.GetStats
    */
