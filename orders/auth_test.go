@@ -307,3 +307,30 @@ func serviceToken(t *testing.T, key auth.Key) string {
 	t.Helper()
 	return strings.TrimPrefix(auth.ServiceAuthorization(key, auth.OrdersCaller, auth.PaymentsAudience)(), "Bearer ")
 }
+
+// CreateSession renews the session of a bearer token, but never turns the
+// page's HttpOnly cookie into a token a script could read.
+func TestCreateSessionRenewsBearerOnly(t *testing.T) {
+	t.Parallel()
+	s := newShop(t, shopConfig{})
+	o := createOrder(t, s.client(), visaOrder("renew"))
+	renew := func(header http.Header) *ordersv1.CreateSessionResponse {
+		t.Helper()
+		req := connect.NewRequest(&ordersv1.CreateSessionRequest{})
+		for k, v := range header {
+			req.Header()[k] = v
+		}
+		resp, err := ordersv1connect.NewOrderServiceClient(s.orders.Client(), s.orders.URL()).CreateSession(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Msg
+	}
+	if got := renew(http.Header{"Authorization": {"Bearer " + s.token}}); got.GetCustomerId() != o.GetCustomerId() {
+		t.Errorf("renewed with a bearer token: got customer %s, want %s", got.GetCustomerId(), o.GetCustomerId())
+	}
+	cookie := &http.Cookie{Name: "shop_session", Value: s.token}
+	if got := renew(http.Header{"Cookie": {cookie.String()}}); got.GetCustomerId() == o.GetCustomerId() {
+		t.Errorf("CreateSession with the page's cookie gave a token of the cookie's customer %s, want a new customer", got.GetCustomerId())
+	}
+}

@@ -82,9 +82,9 @@ func validateCreate(msg *ordersv1.CreateOrderRequest) error {
 		case it.GetProductId() == "":
 			v.Add(field+".product_id", "is required")
 		case !known:
-			v.Add(field+".product_id", "unknown product %q", it.GetProductId())
+			v.Add(field+".product_id", "unknown product %q", rpc.Truncate(it.GetProductId(), rpc.EchoBytes))
 		case seen[it.GetProductId()]:
-			v.Add(field+".product_id", "product %q is already in the order; raise its quantity instead", it.GetProductId())
+			v.Add(field+".product_id", "product %q is already in the order; raise its quantity instead", rpc.Truncate(it.GetProductId(), rpc.EchoBytes))
 		}
 		seen[it.GetProductId()] = true
 		if q := it.GetQuantity(); q < 1 || q > maxQuantity {

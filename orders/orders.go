@@ -40,6 +40,11 @@ type Config struct {
 	// 30 s.
 	RecoveryInterval time.Duration
 
+	// Limits cap what clients may hold of the service: connections,
+	// WatchOrders streams, CreateOrder calls per customer. A zero field is its
+	// default.
+	Limits Limits
+
 	wrapPayments func(Payments) Payments // tests: inject failures
 }
 
@@ -54,6 +59,7 @@ type Server struct {
 	logger   *slog.Logger
 	store    Store
 	payments *paymentsClient
+	maxConns int
 	stop     context.CancelFunc
 	loops    sync.WaitGroup
 	close    sync.Once
@@ -86,12 +92,14 @@ func New(cfg Config) (*Server, error) {
 		pay = cfg.wrapPayments(pay)
 	}
 	svc := newService(logger, cfg.Store, pay, cfg.Payments.timeout(), auth.NewSessions(cfg.SessionKey, ttl))
+	svc.hub.limits = cfg.Limits.watch()
 
 	mux := rpc.NewServeMux(ordersv1connect.OrderServiceName)
 	path, handler := ordersv1connect.NewOrderServiceHandler(svc,
 		rpc.HandlerOptions(logger, serverName),
-		connect.WithInterceptors(svc.authenticate()))
-	mux.Handle(path, handler)               // Connect, gRPC, gRPC-Web
+		connect.WithInterceptors(svc.authenticate(), newOrderLimiter(cfg.Limits.OrderRate, cfg.Limits.OrderBurst).interceptor()))
+	// Connect, gRPC, gRPC-Web; WatchOrders sends under a write deadline.
+	mux.Handle(path, controlWatchWrites(handler))
 	mux.Handle("/v1/", rest(path, handler)) // REST, transcoded into calls of the same handler
 	if cfg.Page != nil {
 		mux.Handle("/", svc.withPageSession(cfg.Page))
@@ -105,7 +113,7 @@ func New(cfg Config) (*Server, error) {
 	// shutdown does not wait for them.
 	httpServer.RegisterOnShutdown(svc.hub.close)
 
-	s := &Server{http: httpServer, svc: svc, logger: logger, store: cfg.Store, payments: client}
+	s := &Server{http: httpServer, svc: svc, logger: logger, store: cfg.Store, payments: client, maxConns: cfg.Limits.MaxConns}
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	interval := cfg.RecoveryInterval
@@ -122,9 +130,10 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) HTTPServer() *http.Server { return s.http }
 
 // Serve serves on lis until ctx is done, then shuts down gracefully (see
-// [rpc.Serve]). It does not close s.
+// [rpc.Serve]), serving at most [Limits.MaxConns] connections at once. It
+// does not close s.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
-	return rpc.Serve(ctx, s.http, lis, s.logger)
+	return rpc.Serve(ctx, s.http, rpc.LimitConns(lis, s.maxConns, s.logger), s.logger)
 }
 
 // HealthyPayments returns how many payments replicas pass their health

@@ -108,8 +108,15 @@ func (authInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) con
 }
 
 // CreateSession implements [ordersv1connect.OrderServiceHandler].
-func (s *Service) CreateSession(ctx context.Context, _ *connect.Request[ordersv1.CreateSessionRequest]) (*connect.Response[ordersv1.CreateSessionResponse], error) {
-	id := customerFrom(ctx)
+//
+// Only a bearer token renews a session. The page's cookie does not: a script
+// on the page (say, through an injected script) must not be able to trade
+// the HttpOnly cookie for a token it could read and use elsewhere.
+func (s *Service) CreateSession(ctx context.Context, req *connect.Request[ordersv1.CreateSessionRequest]) (*connect.Response[ordersv1.CreateSessionResponse], error) {
+	id := ""
+	if token, ok := auth.BearerToken(req.Header()); ok {
+		id, _ = s.sessions.Verify(token)
+	}
 	if id == "" {
 		id = newCustomerID()
 	}

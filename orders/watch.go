@@ -17,10 +17,16 @@ const watchBuffer = 256
 // Changes made by another orders instance are not seen: with several
 // instances, a shared change feed (e.g. PostgreSQL LISTEN/NOTIFY) would
 // replace it.
+//
+// It serves at most limits.total watchers at once, and limits.perCustomer
+// of one customer; more are refused with RESOURCE_EXHAUSTED.
 type hub struct {
-	mu       sync.Mutex
-	watchers map[*watcher]struct{}
-	closed   bool
+	limits watchLimits // set before the first subscribe
+
+	mu          sync.Mutex
+	watchers    map[*watcher]struct{}
+	perCustomer map[string]int // watchers by customer, none at 0
+	closed      bool
 }
 
 type watcher struct {
@@ -30,30 +36,56 @@ type watcher struct {
 }
 
 func newHub() *hub {
-	return &hub{watchers: make(map[*watcher]struct{})}
+	return &hub{
+		limits:      Limits{}.watch(),
+		watchers:    make(map[*watcher]struct{}),
+		perCustomer: make(map[string]int),
+	}
 }
 
 // subscribe registers a watcher of customer's orders. Its channel is closed
-// when the hub closes or the watcher falls behind; it reports false if the
-// hub is already closed.
-func (h *hub) subscribe(customer string) (*watcher, bool) {
+// when the hub closes or the watcher falls behind. It fails with UNAVAILABLE
+// if the hub is already closed, and with RESOURCE_EXHAUSTED if the hub or
+// the customer has as many watchers as allowed.
+func (h *hub) subscribe(customer string) (*watcher, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.closed {
-		return nil, false
+	switch {
+	case h.closed:
+		return nil, errHubClosed()
+	case h.perCustomer[customer] >= h.limits.perCustomer:
+		return nil, errTooManyCustomerWatchers(h.limits.perCustomer)
+	case len(h.watchers) >= h.limits.total:
+		return nil, errTooManyWatchers(h.limits.total)
 	}
 	w := &watcher{customer: customer, changes: make(chan *ordersv1.Order, watchBuffer)}
 	h.watchers[w] = struct{}{}
-	return w, true
+	h.perCustomer[customer]++
+	return w, nil
 }
 
 func (h *hub) unsubscribe(w *watcher) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if _, ok := h.watchers[w]; ok {
-		delete(h.watchers, w)
-		close(w.changes)
+		h.remove(w)
 	}
+}
+
+// remove ends w's stream; h.mu is held and w is registered.
+func (h *hub) remove(w *watcher) {
+	delete(h.watchers, w)
+	if h.perCustomer[w.customer]--; h.perCustomer[w.customer] <= 0 {
+		delete(h.perCustomer, w.customer)
+	}
+	close(w.changes)
+}
+
+// count returns how many watchers there are now.
+func (h *hub) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.watchers)
 }
 
 // isLagged reports whether w was dropped for falling behind.
@@ -75,8 +107,7 @@ func (h *hub) publish(o *ordersv1.Order) {
 		case w.changes <- o:
 		default:
 			w.lagged = true
-			delete(h.watchers, w)
-			close(w.changes)
+			h.remove(w)
 		}
 	}
 }
@@ -87,21 +118,34 @@ func (h *hub) close() {
 	defer h.mu.Unlock()
 	h.closed = true
 	for w := range h.watchers {
-		delete(h.watchers, w)
-		close(w.changes)
+		h.remove(w)
 	}
 }
 
 // WatchOrders implements [ordersv1connect.OrderServiceHandler].
+//
+// Every change must be accepted by the client within the hub's send timeout
+// (default 10 s), on HTTP/1.1 as on HTTP/2; a watcher that stops reading is
+// dropped then, and one that falls [watchBuffer] changes behind while
+// reading slowly gets RESOURCE_EXHAUSTED.
 func (s *Service) WatchOrders(ctx context.Context, _ *connect.Request[ordersv1.WatchOrdersRequest], stream *connect.ServerStream[ordersv1.WatchOrdersResponse]) error {
-	w, ok := s.hub.subscribe(customerFrom(ctx))
-	if !ok {
-		return connect.NewError(connect.CodeUnavailable, errors.New("server is shutting down"))
+	w, err := s.hub.subscribe(customerFrom(ctx))
+	if err != nil {
+		return err
 	}
 	defer s.hub.unsubscribe(w)
+	timeout := s.hub.limits.sendTimeout
+	defer boundLastWrite(ctx, timeout)
+	send := func(msg *ordersv1.WatchOrdersResponse) error {
+		err := sendWithin(ctx, stream, msg, timeout)
+		if errors.Is(err, errSendTimeout) {
+			s.logger.InfoContext(ctx, "watcher dropped: it did not accept a change in time", "customer", w.customer, "timeout", timeout)
+		}
+		return err
+	}
 	// Send the headers now: once a client has them, it knows every later
 	// change will reach it.
-	if err := stream.Send(nil); err != nil {
+	if err := send(nil); err != nil {
 		return err
 	}
 	for {
@@ -115,7 +159,7 @@ func (s *Service) WatchOrders(ctx context.Context, _ *connect.Request[ordersv1.W
 				}
 				return nil // shutting down
 			}
-			if err := stream.Send(&ordersv1.WatchOrdersResponse{Order: o}); err != nil {
+			if err := send(&ordersv1.WatchOrdersResponse{Order: o}); err != nil {
 				return err
 			}
 		}

@@ -3,6 +3,7 @@ package orders
 import (
 	"testing"
 
+	"connectrpc.com/connect"
 	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
 )
 
@@ -36,7 +37,7 @@ func TestHubDropsLaggingWatcher(t *testing.T) {
 	if _, ok := <-fast.changes; ok {
 		t.Error("fast watcher's channel still open after close")
 	}
-	if _, ok := h.subscribe("cus_a"); ok {
-		t.Error("subscribe after close succeeded")
+	if _, err := h.subscribe("cus_a"); connect.CodeOf(err) != connect.CodeUnavailable {
+		t.Errorf("subscribe after close: got %v, want unavailable", err)
 	}
 }

@@ -38,17 +38,22 @@ type Config struct {
 	Faults Faults
 	// AllowedOrigins are the browser origins allowed to call (CORS).
 	AllowedOrigins []string
+	// MaxConns caps the connections [Server.Serve] serves at once; one over
+	// it is closed as soon as it is accepted ([rpc.ConnLimit]). Default
+	// [rpc.DefaultMaxConns].
+	MaxConns int
 }
 
 // Server is a running payments replica: its HTTP server and its store.
 // Serve its [Server.HTTPServer] (or call [Server.Serve]), then
 // [Server.Close] it.
 type Server struct {
-	http   *http.Server
-	logger *slog.Logger
-	store  Store
-	close  sync.Once
-	err    error
+	http     *http.Server
+	logger   *slog.Logger
+	store    Store
+	maxConns int
+	close    sync.Once
+	err      error
 }
 
 // New builds the payments replica of cfg. It is the one place where a
@@ -82,9 +87,10 @@ func New(cfg Config) (*Server, error) {
 	mux := rpc.NewServeMux(paymentsv1connect.PaymentServiceName)
 	mux.Handle(paymentsv1connect.NewPaymentServiceHandler(svc, opts...))
 	return &Server{
-		http:   rpc.NewHTTPServer(rpc.Middleware(mux, cfg.AllowedOrigins), logger),
-		logger: logger,
-		store:  cfg.Store,
+		http:     rpc.NewHTTPServer(rpc.Middleware(mux, cfg.AllowedOrigins), logger),
+		logger:   logger,
+		store:    cfg.Store,
+		maxConns: cfg.MaxConns,
 	}, nil
 }
 
@@ -93,9 +99,10 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) HTTPServer() *http.Server { return s.http }
 
 // Serve serves on lis until ctx is done, then shuts down gracefully (see
-// [rpc.Serve]). It does not close s.
+// [rpc.Serve]), serving at most [Config.MaxConns] connections at once. It
+// does not close s.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
-	return rpc.Serve(ctx, s.http, lis, s.logger)
+	return rpc.Serve(ctx, s.http, rpc.LimitConns(lis, s.maxConns, s.logger), s.logger)
 }
 
 // Close closes the store. Call it after the HTTP server has shut down;

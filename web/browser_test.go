@@ -354,8 +354,12 @@ func TestTwoCustomersInTwoBrowserContexts(t *testing.T) {
 	// After a reload (the same customer: the cookie stays) the history is
 	// what ListOrders returns, and it is exactly each customer's own.
 	customers := map[string]string{}
-	for who, want := range map[string][]string{"A": {a2, a1}, "B": {b2, b1}} {
-		ctx := map[string]context.Context{"A": a, "B": b}[who]
+	for _, c := range []struct {
+		who  string
+		ctx  context.Context
+		want []string
+	}{{"A", a, []string{a2, a1}}, {"B", b, []string{b2, b1}}} {
+		who, ctx, want := c.who, c.ctx, c.want
 		err := chromedp.Do(ctx, chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`body[data-ready="true"]`)))
 		if err != nil {
 			t.Fatalf("%s reloads: %v", who, err)

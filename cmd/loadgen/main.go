@@ -1,7 +1,10 @@
 // Command loadgen places orders against a running shop with a fixed
 // concurrency, over the protocol you choose, and prints throughput and
 // latency percentiles. It is bounded in time and in requests, and refuses
-// addresses that are not on this machine.
+// addresses that are not on this machine. Each client moves to a new
+// customer session every -orders-per-session orders, so the shop's
+// per-customer rate limit never throttles it: it measures the shop, not the
+// limiter.
 //
 //	go run ./cmd/loadgen -protocol grpc -concurrency 32 -duration 10s
 package main
@@ -24,6 +27,7 @@ import (
 	"github.com/connectshop/connectshop/gen/orders/v1/ordersv1connect"
 	"github.com/connectshop/connectshop/internal/load"
 	"github.com/connectshop/connectshop/internal/rpc"
+	"github.com/connectshop/connectshop/orders"
 )
 
 func main() {
@@ -66,6 +70,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	concurrency := fs.Int("concurrency", 32, "orders in flight")
 	duration := fs.Duration("duration", 10*time.Second, "how long to run (at most 5m)")
 	maxOrders := fs.Int("max-orders", 1_000_000, "stop after this many orders")
+	perSession := fs.Int("orders-per-session", orders.DefaultOrderBurst,
+		"orders each client places as one customer before it starts a new session; at most the shop's -order-burst, so that no customer is rate limited")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -73,8 +79,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if !ok {
 		return fmt.Errorf("unknown -protocol %q", *protocol)
 	}
-	if *concurrency < 1 || *concurrency > 1024 || *duration <= 0 || *duration > 5*time.Minute || *maxOrders < 1 {
-		return errors.New("want 1 <= -concurrency <= 1024, 0 < -duration <= 5m, -max-orders >= 1")
+	if *concurrency < 1 || *concurrency > 1024 || *duration <= 0 || *duration > 5*time.Minute || *maxOrders < 1 || *perSession < 1 {
+		return errors.New("want 1 <= -concurrency <= 1024, 0 < -duration <= 5m, -max-orders >= 1, -orders-per-session >= 1")
 	}
 	if err := requireLoopback(*target); err != nil {
 		return err
@@ -82,7 +88,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	httpClient, opts := newClient()
 	client := ordersv1connect.NewOrderServiceClient(httpClient, *target, opts...)
 
-	res := load.Load{Orders: *maxOrders, Duration: *duration, Concurrency: *concurrency}.Run(ctx, client)
+	res := load.Load{Orders: *maxOrders, Duration: *duration, Concurrency: *concurrency, OrdersPerSession: *perSession}.Run(ctx, client)
 	fmt.Fprintf(stdout, "protocol %s, concurrency %d: %d orders in %v, %.0f orders/s, p50 %v, p90 %v, p99 %v, %d errors\n",
 		*protocol, *concurrency, res.Orders(), res.Elapsed.Round(time.Millisecond), res.Throughput(),
 		res.Percentile(50).Round(10*time.Microsecond), res.Percentile(90).Round(10*time.Microsecond),

@@ -34,7 +34,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	sessionKeyFile := fs.String("session-key-file", getenv("SESSION_KEY_FILE"),
 		"file with the key that signs customer sessions, base64; every orders instance needs the same one (env SESSION_KEY_FILE; default: session.key beside -db, made on first start)")
 	recovery := fs.Duration("recovery-interval", 30*time.Second, "how often orders left half-way (PENDING, CANCELLING) are settled; each waits twice the payment timeout (10s) first")
+	limits := cli.OrderLimits(fs)
 	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	lim, err := limits()
+	if err != nil {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil)).With("service", "orders")
@@ -66,6 +71,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		RecoveryInterval: *recovery,
 		Page:             web.Handler(),
 		AllowedOrigins:   *origins,
+		Limits:           lim,
 	})
 	if err != nil {
 		return err

@@ -29,7 +29,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	keyFile := cli.ServiceKeyFile(fs, getenv)
 	insecure := fs.Bool("insecure", false, "serve payments without -service-key-file: anyone who reaches the port can charge and refund (demos only)")
 	faults := cli.Faults(fs, "every payment call")
+	maxConns := cli.MaxConns(fs)
 	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if err := cli.CheckMaxConns(*maxConns); err != nil {
 		return err
 	}
 	key, err := cli.ReadServiceKey(*keyFile)
@@ -60,6 +64,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Insecure:       *insecure,
 		Faults:         *faults,
 		AllowedOrigins: *origins,
+		MaxConns:       *maxConns,
 	})
 	if err != nil {
 		return err

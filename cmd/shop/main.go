@@ -29,7 +29,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	data := fs.String("data", "data", "directory for the SQLite files (orders.db, payments.db)")
 	origins := cli.Origins(fs, getenv)
 	faults := cli.Faults(fs, "every call to payments-1 (the others stay healthy, for contrast)")
+	limits := cli.OrderLimits(fs)
 	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	lim, err := limits()
+	if err != nil {
 		return err
 	}
 	if *replicas < 1 {
@@ -75,5 +80,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		SessionKey:     sessionKey,
 		Faults:         *faults,
 		AllowedOrigins: *origins,
+		Limits:         lim,
 	})
 }

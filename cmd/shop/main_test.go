@@ -20,7 +20,8 @@ import (
 // cleanly when its context ends.
 func TestRunServesTheShop(t *testing.T) {
 	t.Parallel()
-	args := []string{"shop", "-addr", "127.0.0.1:0", "-replicas", "3", "-data", t.TempDir()}
+	// One customer places 30 orders below, at once: over the default burst.
+	args := []string{"shop", "-addr", "127.0.0.1:0", "-replicas", "3", "-data", t.TempDir(), "-order-burst", "30"}
 	baseURL, stop := startShop(t, args)
 
 	// gRPC health, here over the Connect protocol with JSON, as curl would.
@@ -69,7 +70,7 @@ func TestRunServesTheShop(t *testing.T) {
 
 func TestRunRejectsBadFlags(t *testing.T) {
 	t.Parallel()
-	for _, args := range [][]string{{"shop", "-replicas", "0"}, {"shop", "-addr", "nohost"}, {"shop", "-nope"}} {
+	for _, args := range [][]string{{"shop", "-replicas", "0"}, {"shop", "-addr", "nohost"}, {"shop", "-nope"}, {"shop", "-max-conns", "0"}, {"shop", "-max-watchers", "0"}, {"shop", "-order-rate", "-1"}} {
 		if err := run(context.Background(), args, func(string) string { return "" }, io.Discard); err == nil {
 			t.Errorf("run %v: got no error", args)
 		}

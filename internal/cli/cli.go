@@ -4,6 +4,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -14,6 +15,8 @@ import (
 	"syscall"
 
 	"github.com/connectshop/connectshop/internal/auth"
+	"github.com/connectshop/connectshop/internal/rpc"
+	"github.com/connectshop/connectshop/orders"
 	"github.com/connectshop/connectshop/payments"
 )
 
@@ -78,6 +81,55 @@ func Faults(fs *flag.FlagSet, target string) *payments.Faults {
 	fs.DurationVar(&f.Latency, "fault-latency", 0, "inject this latency into "+target)
 	fs.Float64Var(&f.ErrorRate, "fault-error-rate", 0, "fail this share (0-1) of "+target+" with UNAVAILABLE")
 	return f
+}
+
+// MaxConns registers -max-conns, the cap on the connections a server serves
+// at once; [CheckMaxConns] checks it after parsing.
+func MaxConns(fs *flag.FlagSet) *int {
+	return fs.Int("max-conns", rpc.DefaultMaxConns,
+		"connections served at once by each server; one more is closed as soon as it is accepted")
+}
+
+// CheckMaxConns reports a -max-conns below 1.
+func CheckMaxConns(n int) error {
+	if n < 1 {
+		return errors.New("-max-conns must be at least 1")
+	}
+	return nil
+}
+
+// OrderLimits registers the flags of the orders service's limits:
+// -max-conns, -max-watchers, -max-watchers-per-customer, -order-rate and
+// -order-burst. Call the function it returns after parsing.
+func OrderLimits(fs *flag.FlagSet) func() (orders.Limits, error) {
+	maxConns := MaxConns(fs)
+	watchers := fs.Int("max-watchers", orders.DefaultMaxWatchers,
+		"WatchOrders streams open at once; one more gets resource_exhausted")
+	perCustomer := fs.Int("max-watchers-per-customer", orders.DefaultMaxWatchersPerCustomer,
+		"WatchOrders streams one customer may have open at once; one more gets resource_exhausted")
+	orderRate := fs.Float64("order-rate", orders.DefaultOrderRate,
+		"CreateOrder calls per second a customer may make on average; one more gets resource_exhausted with a retry delay (0: no limit)")
+	orderBurst := fs.Int("order-burst", orders.DefaultOrderBurst,
+		"CreateOrder calls a customer may make at once, before -order-rate applies")
+	return func() (orders.Limits, error) {
+		if err := CheckMaxConns(*maxConns); err != nil {
+			return orders.Limits{}, err
+		}
+		if *watchers < 1 || *perCustomer < 1 || *orderBurst < 1 || *orderRate < 0 {
+			return orders.Limits{}, errors.New("want -max-watchers, -max-watchers-per-customer and -order-burst of at least 1, and -order-rate of at least 0")
+		}
+		l := orders.Limits{
+			MaxConns:               *maxConns,
+			MaxWatchers:            *watchers,
+			MaxWatchersPerCustomer: *perCustomer,
+			OrderRate:              *orderRate,
+			OrderBurst:             *orderBurst,
+		}
+		if l.OrderRate == 0 {
+			l.OrderRate = -1 // no limit
+		}
+		return l, nil
+	}
 }
 
 // SessionKey returns the key that signs customer sessions: read from path if

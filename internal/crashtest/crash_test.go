@@ -133,6 +133,7 @@ func TestKillNineLosesNothing(t *testing.T) {
 		"-addr", "127.0.0.1:" + ordersPort, "-db", ordersDB, "-service-key-file", keyFile,
 		"-payments", "http://127.0.0.1:" + pay1 + ",http://127.0.0.1:" + pay2,
 		"-recovery-interval", "500ms",
+		"-order-rate", "0", // each client is one customer placing orders as fast as it can
 	}}
 	ordersURL := "http://127.0.0.1:" + ordersPort
 	for _, p := range append(payments, orders) {

@@ -14,6 +14,7 @@ import (
 	"connectrpc.com/connect"
 	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
 	"github.com/connectshop/connectshop/gen/orders/v1/ordersv1connect"
+	"github.com/connectshop/connectshop/orders"
 )
 
 // Result is what a load run observed.
@@ -48,15 +49,24 @@ func (r *Result) Percentile(p float64) time.Duration {
 // Load describes a run from Concurrency clients in parallel that stops after
 // Orders orders or after Duration, whichever comes first. A zero bound is no
 // bound; with neither set, nothing runs.
+//
+// Each client places OrdersPerSession orders as one customer, then moves on
+// to a new one (default [orders.DefaultOrderBurst]). orders limits each
+// customer's CreateOrder rate, and a new customer may place a whole burst at
+// once: a client never exceeds its customer's rate however fast it goes, so
+// the run measures the shop, not its rate limiter. Real traffic is many
+// customers each placing a few orders too.
 type Load struct {
-	Orders      int
-	Duration    time.Duration
-	Concurrency int
+	Orders           int
+	Duration         time.Duration
+	Concurrency      int
+	OrdersPerSession int
 }
 
 // Run places orders through c and records who charged them. Each client is a
-// customer of its own, with a session from CreateSession. Every call has a
-// 10 s deadline; the run stops early if ctx ends.
+// customer of its own, with a session from CreateSession, and a new one after
+// every OrdersPerSession orders; the sessions' time is not in the latencies.
+// Every call has a 10 s deadline; the run stops early if ctx ends.
 func (l Load) Run(ctx context.Context, c ordersv1connect.OrderServiceClient) *Result {
 	var (
 		mu     sync.Mutex
@@ -65,7 +75,11 @@ func (l Load) Run(ctx context.Context, c ordersv1connect.OrderServiceClient) *Re
 		start  = time.Now()
 		wg     sync.WaitGroup
 		client = max(l.Concurrency, 1)
+		per    = l.OrdersPerSession
 	)
+	if per <= 0 {
+		per = orders.DefaultOrderBurst
+	}
 	more := func() (int, bool) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -79,12 +93,14 @@ func (l Load) Run(ctx context.Context, c ordersv1connect.OrderServiceClient) *Re
 	for w := range client {
 		wg.Go(func() {
 			var token string
+			placed := 0 // as token's customer
 			for {
 				n, ok := more()
 				if !ok {
 					return
 				}
-				if token == "" {
+				if token == "" || placed >= per {
+					placed = 0
 					var err error
 					token, err = session(ctx, c)
 					mu.Lock()
@@ -109,6 +125,7 @@ func (l Load) Run(ctx context.Context, c ordersv1connect.OrderServiceClient) *Re
 				resp, err := c.CreateOrder(callCtx, req)
 				d := time.Since(t0)
 				cancel()
+				placed++
 				mu.Lock()
 				if err != nil {
 					res.Errors = append(res.Errors, err)

@@ -33,3 +33,19 @@ func TestRunStopsAtTheFirstBound(t *testing.T) {
 		t.Errorf("unbounded run placed %d orders, want none", res.Orders())
 	}
 }
+
+// A run moves each client to a new customer every OrdersPerSession orders,
+// so the shop's per-customer rate limit (default: 5/s, bursts of 20) never
+// throttles it, however fast it goes.
+func TestRunStaysUnderThePerCustomerLimit(t *testing.T) {
+	t.Parallel()
+	url := shoptest.Start(t, slog.New(slog.DiscardHandler))
+	c := ordersv1connect.NewOrderServiceClient(rpc.NewH2CClient(), url)
+	res := load.Load{Orders: 100, Concurrency: 2}.Run(context.Background(), c)
+	if len(res.Errors) > 0 || res.Orders() != 100 {
+		t.Fatalf("got %d orders, %d errors (first: %v); want 100 and none", res.Orders(), len(res.Errors), res.Errors)
+	}
+	if len(res.Sessions) < 100/20 {
+		t.Errorf("got %d sessions for 100 orders, want a new one every 20 orders", len(res.Sessions))
+	}
+}

@@ -24,9 +24,10 @@ const refusalLogInterval = 10 * time.Second
 // at once. A connection accepted over the cap is closed at once, before
 // anything is read from it or written to it, and the listener goes on
 // accepting: the client sees its connection closed before any answer (EOF or
-// "connection reset by peer"; connect-go and grpc-go report UNAVAILABLE, curl
-// "Empty reply from server" or "Connection reset by peer") and may retry
-// later or elsewhere. Accepting and closing is chosen over not accepting
+// "connection reset by peer": curl says "Empty reply from server" or
+// "Connection reset by peer", grpc-go UNAVAILABLE, connect-go UNAVAILABLE, or
+// CANCELED if the reset reaches it while it is still writing its request)
+// and may retry later or elsewhere. Accepting and closing is chosen over not accepting
 // (golang.org/x/net/netutil.LimitListener): connections left waiting in the
 // kernel's backlog look connected to their clients, whose requests then hang
 // without a word until they time out.

@@ -116,12 +116,21 @@ func NewServeMux(services ...string) *http.ServeMux {
 
 // HandlerOptions are the options of every Connect handler here: message size
 // limit, compression threshold, a bound on unary calls, the hop header, a
-// log line per call, and panics turned into INTERNAL errors.
+// log line per call, and panics turned into INTERNAL errors. Decoding errors
+// are bounded (a JSON codec that quotes at most 256 bytes of what it could
+// not parse), and so is gzip: a request that inflates past
+// [MaxMessageBytes] is RESOURCE_EXHAUSTED as soon as it does, without
+// inflating the rest of a compression bomb.
 func HandlerOptions(logger *slog.Logger, server string) connect.HandlerOption {
 	return connect.WithHandlerOptions(
 		connect.WithReadMaxBytes(MaxMessageBytes),
 		connect.WithCompressMinBytes(CompressMinBytes),
+		connect.WithCodec(jsonCodec{"json"}),
+		connect.WithCodec(jsonCodec{"json; charset=utf-8"}),
+		connect.WithCompression("gzip", nil, nil), // replace connect-go's, keeping one name
+		connect.WithCompression("gzip", newBoundedGzip, newGzipWriter),
 		connect.WithInterceptors(
+			reachInterceptor(), // first: errors after it are the service's (see RESTErrors)
 			logInterceptor(logger),
 			TimeoutInterceptor(UnaryTimeout),
 			hopInterceptor(server),
@@ -134,8 +143,11 @@ func HandlerOptions(logger *slog.Logger, server string) connect.HandlerOption {
 }
 
 // Middleware wraps a server's mux with what runs before Connect: CORS for the
-// listed origins, call observation for hops, and a deadline on request bodies.
+// listed origins, call observation for hops, a deadline on request bodies,
+// and the checks of [checkInput]: malformed bodies, framing and Connect GET
+// messages are the client's error, not the server's, and response headers
+// stay small.
 func Middleware(h http.Handler, allowedOrigins []string) http.Handler {
-	return withCORS(observe(bodyDeadline(h, bodyTimeout,
+	return withCORS(observe(bodyDeadline(checkInput(h), bodyTimeout,
 		"/"+grpcreflect.ReflectV1ServiceName+"/", "/"+grpcreflect.ReflectV1AlphaServiceName+"/")), allowedOrigins)
 }

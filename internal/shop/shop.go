@@ -43,6 +43,9 @@ type Config struct {
 	Faults payments.Faults
 	// AllowedOrigins are the browser origins allowed to call across origins.
 	AllowedOrigins []string
+	// Limits are orders' limits; their MaxConns caps every replica's
+	// connections too. A zero field is its default.
+	Limits orders.Limits
 }
 
 // server is what the shop runs of orders and payments.
@@ -123,6 +126,7 @@ func build(ctx context.Context, cfg Config) (servers []server, listeners []net.L
 			ServiceKey:     serviceKey,
 			Faults:         faults,
 			AllowedOrigins: cfg.AllowedOrigins,
+			MaxConns:       cfg.Limits.MaxConns,
 		})
 		if err != nil {
 			return replicas, nil, err
@@ -140,6 +144,7 @@ func build(ctx context.Context, cfg Config) (servers []server, listeners []net.L
 		SessionKey:     cfg.SessionKey,
 		Page:           cfg.Page,
 		AllowedOrigins: cfg.AllowedOrigins,
+		Limits:         cfg.Limits,
 	})
 	if err != nil {
 		return replicas, nil, err

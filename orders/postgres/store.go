@@ -1,0 +1,333 @@
+// Package postgres keeps the orders of the orders service in PostgreSQL: an
+// [orders.Store] that several orders instances, on several hosts, share.
+//
+// Use it for multi-host deployments, where orders instances cannot share a
+// SQLite file; orders/sqlite stays the default, embedded and with nothing to
+// run beside the service. Both pass the same suite (orders/storetest) and
+// behave alike: orders are stored as their protobuf encoding beside the
+// columns queries filter on, idempotency keys are unique per customer in the
+// database, and an update holds the order's row lock.
+//
+// [Open] applies the schema's migrations first, safely when instances start
+// together (see internal/pgdb).
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
+	"github.com/connectshop/connectshop/internal/pgdb"
+	"github.com/connectshop/connectshop/orders"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"google.golang.org/protobuf/proto"
+)
+
+// schema is the orders schema, migration by migration. The order itself is
+// stored as its protobuf encoding, so items and hops need no tables of their
+// own; the columns beside it are what queries filter on. Times are Unix
+// nanoseconds, as in orders/sqlite: the cutoff of [Store.Unsettled] compares
+// them exactly as the orders carry them.
+var schema = pgdb.Schema{
+	Service: "orders",
+	LockKey: 0x6f72646572730000, // "orders\0\0"
+	Migrations: []string{
+		// 1: the schema of orders/sqlite at its version 3.
+		`CREATE TABLE orders (
+			seq             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, -- list order, page cursor
+			id              text   NOT NULL UNIQUE,
+			customer_id     text   NOT NULL,
+			idempotency_key text   NOT NULL,
+			request_hash    bytea  NOT NULL,
+			payment_token   text   NOT NULL, -- test tokens only; a real shop stores a payment-method reference
+			status          integer NOT NULL,
+			updated_at      bigint NOT NULL, -- Unix nanoseconds
+			data            bytea  NOT NULL, -- orders.v1.Order, binary
+			UNIQUE (customer_id, idempotency_key)
+		);
+		CREATE INDEX orders_by_customer ON orders (customer_id, seq);
+		CREATE INDEX orders_unsettled ON orders (updated_at) WHERE status IN (1, 5);`,
+		// 2: unsettled orders can be claimed for a while by one instance's
+		// recovery loop (see claimUnsettled).
+		`ALTER TABLE orders ADD COLUMN claimed_until bigint; -- Unix nanoseconds, NULL unless claimed`,
+	},
+}
+
+// Statuses the queries name.
+const (
+	statusPending    = int32(ordersv1.OrderStatus_ORDER_STATUS_PENDING)
+	statusCancelling = int32(ordersv1.OrderStatus_ORDER_STATUS_CANCELLING)
+)
+
+// maxCreateAttempts bounds the inserts of one Create, each of which found the
+// key taken and then free again.
+const maxCreateAttempts = 5
+
+// unsettledLimit is how many orders [Store.Unsettled] returns at most.
+const unsettledLimit = 100
+
+// Store keeps orders in PostgreSQL. Any number of stores, in any number of
+// processes, may share one database.
+type Store struct {
+	pool      *pgxpool.Pool
+	closeOnce sync.Once
+}
+
+var _ orders.Store = (*Store)(nil)
+
+// Open connects to the database at url (postgres://user@host:port/db?…, with
+// pgx's settings such as pool_max_conns; see [pgdb.Open]) and brings the
+// orders schema up to date. Its tables are in the first schema of the
+// search_path.
+func Open(ctx context.Context, url string) (*Store, error) {
+	pool, err := pgdb.Open(ctx, url, schema)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{pool: pool}, nil
+}
+
+// Close closes the connections, waiting for those in use. Closing again does
+// nothing.
+func (s *Store) Close() error {
+	s.closeOnce.Do(s.pool.Close)
+	return nil
+}
+
+// Create implements [orders.Store].
+//
+// The unique (customer_id, idempotency_key) decides which order a key gets,
+// without an explicit transaction: the INSERT ... ON CONFLICT DO NOTHING is
+// one atomic statement. Under a concurrent create with the same key it waits
+// for the other's transaction, and inserts nothing if that committed; the
+// SELECT after it, a statement with a new snapshot (READ COMMITTED), then
+// sees the winner. If the winner was deleted in between (DeletePending), the
+// key is free again and the insert is tried again.
+func (s *Store) Create(ctx context.Context, key string, requestHash []byte, paymentToken string, o *ordersv1.Order) (*ordersv1.Order, error) {
+	data, err := proto.Marshal(o)
+	if err != nil {
+		return nil, fmt.Errorf("create order: %w", err)
+	}
+	for attempt := 0; ; attempt++ {
+		if attempt == maxCreateAttempts {
+			return nil, fmt.Errorf("create order: key %s taken and freed %d times in a row", key, attempt)
+		}
+		tag, err := s.pool.Exec(ctx, `INSERT INTO orders
+			(id, customer_id, idempotency_key, request_hash, payment_token, status, updated_at, data)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+			ON CONFLICT (customer_id, idempotency_key) DO NOTHING`,
+			o.GetId(), o.GetCustomerId(), key, requestHash, paymentToken, int32(o.GetStatus()), o.GetUpdatedAt().AsTime().UnixNano(), data)
+		if err != nil {
+			return nil, fmt.Errorf("create order: %w", err)
+		}
+		if tag.RowsAffected() == 1 {
+			return o, nil
+		}
+		var prevHash, prevData []byte
+		err = s.pool.QueryRow(ctx, `SELECT request_hash, data FROM orders WHERE customer_id = $1 AND idempotency_key = $2`,
+			o.GetCustomerId(), key).Scan(&prevHash, &prevData)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			continue // deleted since the insert: the key is free again
+		case err != nil:
+			return nil, fmt.Errorf("create order: %w", err)
+		case string(prevHash) != string(requestHash):
+			return nil, fmt.Errorf("create order: %w", orders.ErrKeyReused)
+		}
+		prev, err := unmarshalOrder(prevData)
+		if err != nil {
+			return nil, fmt.Errorf("create order: %w", err)
+		}
+		return prev, nil
+	}
+}
+
+// Update implements [orders.Store]. It reads the order with SELECT ... FOR
+// UPDATE, so concurrent updates of one order, from any instance, take turns:
+// each fn sees what the one before stored.
+func (s *Store) Update(ctx context.Context, id string, fn func(*ordersv1.Order) (bool, error)) (*ordersv1.Order, bool, error) {
+	var (
+		o       *ordersv1.Order
+		changed bool
+	)
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var data []byte
+		err := tx.QueryRow(ctx, `SELECT data FROM orders WHERE id = $1 FOR UPDATE`, id).Scan(&data)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return orders.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if o, err = unmarshalOrder(data); err != nil {
+			return err
+		}
+		if changed, err = fn(o); err != nil || !changed {
+			return err
+		}
+		if data, err = proto.Marshal(o); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE orders SET status = $1, updated_at = $2, data = $3 WHERE id = $4`,
+			int32(o.GetStatus()), o.GetUpdatedAt().AsTime().UnixNano(), data, id)
+		return err
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("update order %s: %w", id, err)
+	}
+	return o, changed, nil
+}
+
+// DeletePending implements [orders.Store].
+func (s *Store) DeletePending(ctx context.Context, id string) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM orders WHERE id = $1 AND status = $2`, id, statusPending); err != nil {
+		return fmt.Errorf("delete order %s: %w", id, err)
+	}
+	return nil
+}
+
+// Order implements [orders.Store].
+func (s *Store) Order(ctx context.Context, id string) (*ordersv1.Order, error) {
+	var data []byte
+	err := s.pool.QueryRow(ctx, `SELECT data FROM orders WHERE id = $1`, id).Scan(&data)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = orders.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get order %s: %w", id, err)
+	}
+	o, err := unmarshalOrder(data)
+	if err != nil {
+		return nil, fmt.Errorf("get order %s: %w", id, err)
+	}
+	return o, nil
+}
+
+// List implements [orders.Store]. Pages follow seq, taken from a sequence
+// when an order is inserted. Concurrent creates of one customer may commit
+// out of seq order, so a page read at that moment can miss an order that
+// commits just after it with a lower seq; the next List from the start shows
+// it. (orders/sqlite commits one write at a time and cannot.)
+func (s *Store) List(ctx context.Context, customerID string, before int64, limit int) ([]*ordersv1.Order, int64, error) {
+	if before <= 0 {
+		before = 1<<63 - 1
+	}
+	limit = max(limit, 0)
+	rows, err := s.pool.Query(ctx, `SELECT seq, data FROM orders WHERE customer_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3`,
+		customerID, before, limit+1)
+	if err != nil {
+		return nil, 0, fmt.Errorf("list orders: %w", err)
+	}
+	defer rows.Close()
+	var (
+		list    []*ordersv1.Order
+		lastSeq int64 // of the last order in list
+		more    bool  // a row beyond limit exists
+	)
+	for rows.Next() {
+		if len(list) == limit {
+			more = true
+			break
+		}
+		var data []byte
+		if err := rows.Scan(&lastSeq, &data); err != nil {
+			return nil, 0, fmt.Errorf("list orders: %w", err)
+		}
+		o, err := unmarshalOrder(data)
+		if err != nil {
+			return nil, 0, fmt.Errorf("list orders: %w", err)
+		}
+		list = append(list, o)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("list orders: %w", err)
+	}
+	if !more {
+		return list, 0, nil
+	}
+	return list, lastSeq, nil
+}
+
+// Unsettled implements [orders.Store]. It only reads: instances that run
+// the recovery loop on one database all get the same orders, and settle each
+// one more than once. That is safe (the charge is keyed by the order id, the
+// refund by the payment id, and [Store.Update] takes turns) but wasted work;
+// to share the work out, the loop should claim the orders it settles instead
+// (claimUnsettled, for when the interface offers it).
+func (s *Store) Unsettled(ctx context.Context, cutoff time.Time) ([]orders.UnsettledOrder, error) {
+	rows, err := s.pool.Query(ctx, `SELECT payment_token, data FROM orders
+		WHERE status IN ($1, $2) AND updated_at < $3 ORDER BY updated_at, seq LIMIT $4`,
+		statusPending, statusCancelling, cutoff.UnixNano(), unsettledLimit)
+	if err != nil {
+		return nil, fmt.Errorf("list unsettled orders: %w", err)
+	}
+	list, err := scanUnsettled(rows)
+	if err != nil {
+		return nil, fmt.Errorf("list unsettled orders: %w", err)
+	}
+	return list, nil
+}
+
+// claimUnsettled is [Store.Unsettled] for recovery loops of several
+// instances: it returns unsettled orders that nobody has claimed, or whose
+// claim has expired, and claims them until now+lease, so that concurrent
+// callers get disjoint sets (FOR UPDATE SKIP LOCKED: a caller never waits
+// for another's claim). A claim is not released: it expires, which lets
+// another instance take over the orders of one that stopped half-way. The
+// lease should exceed the time it takes to settle a batch.
+func (s *Store) claimUnsettled(ctx context.Context, cutoff, now time.Time, lease time.Duration) ([]orders.UnsettledOrder, error) {
+	rows, err := s.pool.Query(ctx, `UPDATE orders SET claimed_until = $5 WHERE seq IN (
+			SELECT seq FROM orders
+			WHERE status IN ($1, $2) AND updated_at < $3 AND (claimed_until IS NULL OR claimed_until <= $4)
+			ORDER BY updated_at, seq LIMIT $6
+			FOR UPDATE SKIP LOCKED)
+		RETURNING payment_token, data`,
+		statusPending, statusCancelling, cutoff.UnixNano(), now.UnixNano(), now.Add(lease).UnixNano(), unsettledLimit)
+	if err != nil {
+		return nil, fmt.Errorf("claim unsettled orders: %w", err)
+	}
+	list, err := scanUnsettled(rows)
+	if err != nil {
+		return nil, fmt.Errorf("claim unsettled orders: %w", err)
+	}
+	// RETURNING keeps no order: oldest first, as Unsettled.
+	slices.SortStableFunc(list, func(a, b orders.UnsettledOrder) int {
+		return a.Order.GetUpdatedAt().AsTime().Compare(b.Order.GetUpdatedAt().AsTime())
+	})
+	return list, nil
+}
+
+func scanUnsettled(rows pgx.Rows) ([]orders.UnsettledOrder, error) {
+	defer rows.Close()
+	var list []orders.UnsettledOrder
+	for rows.Next() {
+		var (
+			u    orders.UnsettledOrder
+			data []byte
+			err  error
+		)
+		if err := rows.Scan(&u.PaymentToken, &data); err != nil {
+			return nil, err
+		}
+		if u.Order, err = unmarshalOrder(data); err != nil {
+			return nil, err
+		}
+		list = append(list, u)
+	}
+	rows.Close()
+	return list, rows.Err()
+}
+
+func unmarshalOrder(data []byte) (*ordersv1.Order, error) {
+	o := new(ordersv1.Order)
+	if err := proto.Unmarshal(data, o); err != nil {
+		return nil, fmt.Errorf("decode stored order: %w", err)
+	}
+	return o, nil
+}
