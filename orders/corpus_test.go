@@ -623,7 +623,7 @@ func TestAdversarialCorpus(t *testing.T) {
 				if o.code != 0 && o.code != noCode && o.message == "" {
 					t.Errorf("code %s without a message", o.code)
 				}
-				t.Logf("HTTP %d %s: %.200s", o.status, codeName(o.code), o.message)
+				t.Logf("HTTP %d %s, %d bytes of headers, %d of body: %.200s", o.status, codeName(o.code), o.headerBytes, o.bodyBytes, o.message)
 			})
 		}
 	})

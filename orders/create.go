@@ -68,8 +68,11 @@ func validateCreate(msg *ordersv1.CreateOrderRequest) error {
 	case n > maxItems:
 		v.Add("items", "must have at most %d lines", maxItems)
 	}
-	if msg.GetPaymentToken() == "" {
+	switch n := len(msg.GetPaymentToken()); {
+	case n == 0:
 		v.Add("payment_token", "is required")
+	case n > maxTokenBytes:
+		v.Add("payment_token", "must be at most %d bytes", maxTokenBytes)
 	}
 	if k := msg.GetIdempotencyKey(); k != "" && !rpc.ValidIdempotencyKey(k) {
 		v.Add("idempotency_key", rpc.IdempotencyKeyRule)

@@ -27,6 +27,9 @@ const (
 	maxQuantity = 100
 	defaultPage = 20
 	maxPage     = 100
+	// maxTokenBytes bounds a payment token, which is kept with a pending
+	// order until it is charged; card tokens are far shorter.
+	maxTokenBytes = 128
 )
 
 // Service implements [ordersv1connect.OrderServiceHandler].

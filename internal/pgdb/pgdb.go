@@ -30,13 +30,13 @@ type Schema struct {
 	Migrations []string
 }
 
-// DefaultMaxConns is the size of a pool whose URL sets no pool_max_conns.
+// defaultMaxConns is the size of a pool whose URL sets no pool_max_conns.
 // Each store opens one pool per instance, so a database with PostgreSQL's
 // default max_connections (100) serves several instances of each service.
 // Transactions here are short (one to four statements, nothing slow inside),
 // so a few connections carry many concurrent requests; see the benchmark in
 // orders/postgres.
-const DefaultMaxConns = 10
+const defaultMaxConns = 10
 
 // bootstrapLockKey is the advisory lock under which the schema_migrations
 // table is created: the one step that services share.
@@ -44,8 +44,8 @@ const bootstrapLockKey = 0x636f6e6e73686f70 // "connshop"
 
 // Open connects to the database at url (a postgres:// URL or a key=value
 // connection string, with any of pgx's settings such as pool_max_conns) and
-// applies the migrations of schema that it has not had yet (see [Migrate]).
-// The pool keeps at most [DefaultMaxConns] connections unless the URL says
+// applies the migrations of schema that it has not had yet (see migrate).
+// The pool keeps at most 10 connections (defaultMaxConns) unless the URL says
 // otherwise. Tables are created in the first schema of the search_path,
 // which the URL may set (options=-c search_path=name).
 func Open(ctx context.Context, url string, schema Schema) (*pgxpool.Pool, error) {
@@ -56,7 +56,7 @@ func Open(ctx context.Context, url string, schema Schema) (*pgxpool.Pool, error)
 		return nil, fmt.Errorf("open %s database: %w", schema.Service, err)
 	}
 	if !strings.Contains(url, "pool_max_conns") {
-		config.MaxConns = DefaultMaxConns
+		config.MaxConns = defaultMaxConns
 	}
 	// Connections are recycled (an hour, spread over ten minutes) so that a
 	// failover or a pooler behind a DNS name is picked up, and idle ones are
@@ -74,21 +74,21 @@ func Open(ctx context.Context, url string, schema Schema) (*pgxpool.Pool, error)
 	if err != nil {
 		return nil, fmt.Errorf("open %s database: %w", schema.Service, err)
 	}
-	if err := Migrate(ctx, pool, schema); err != nil {
+	if err := migrate(ctx, pool, schema); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("open %s database: %w", schema.Service, err)
 	}
 	return pool, nil
 }
 
-// Migrate applies the migrations of schema that the database has not had
+// migrate applies the migrations of schema that the database has not had
 // yet, each in its own transaction that takes the service's advisory lock
 // (pg_advisory_xact_lock, released at commit) and reads the version again
 // under it: instances starting together apply each migration once, one
 // waiting for the other, and a failed migration leaves the versions before it
 // in place. A database at a later version than schema knows (a newer
 // instance migrated it during a rolling deploy) is left as it is.
-func Migrate(ctx context.Context, pool *pgxpool.Pool, schema Schema) error {
+func migrate(ctx context.Context, pool *pgxpool.Pool, schema Schema) error {
 	// The version table itself, under a lock every service shares: CREATE
 	// TABLE IF NOT EXISTS is not safe against a concurrent one.
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {

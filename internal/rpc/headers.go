@@ -14,12 +14,12 @@ import (
 // message (grpc-message) and details (grpc-status-details-bin) in them; a
 // client-supplied value echoed there (a request header, a number protojson
 // quotes in full) must not make a header of hundreds of kilobytes, which
-// clients and proxies refuse (grpc-go accepts 16 KB of headers by default).
-// The shop's own errors stay far below: [Violations] keeps ten, and quotes
-// values through [Truncate].
+// proxies refuse (nginx reads response headers into 4 or 8 KB by default,
+// Envoy allows 60 KB) and which costs every hop. The shop's own errors stay
+// far below: [Violations] keeps ten, and quotes values through [Truncate].
 const (
-	// MaxHeaderValueBytes bounds one response header or trailer value.
-	MaxHeaderValueBytes = 8 << 10
+	// maxHeaderValueBytes bounds one response header or trailer value.
+	maxHeaderValueBytes = 8 << 10
 	// maxErrorMessageBytes is what a grpc-message over the bound is cut to.
 	maxErrorMessageBytes = 1 << 10
 )
@@ -65,14 +65,14 @@ func (g *guardedWriter) beforeSend() {
 // returns.
 func (g *guardedWriter) finish() { boundHeaders(g.Header()) }
 
-// boundHeaders shortens every value of h longer than [MaxHeaderValueBytes]:
+// boundHeaders shortens every value of h longer than [maxHeaderValueBytes]:
 // grpc-message is cut to its first kilobyte, grpc-status-details-bin loses
 // its details (and its message is cut), any other header is dropped, since a
 // cut value of an unknown header would be wrong rather than short.
 func boundHeaders(h http.Header) {
 	for key, values := range h {
 		for i, v := range values {
-			if len(v) <= MaxHeaderValueBytes {
+			if len(v) <= maxHeaderValueBytes {
 				continue
 			}
 			switch http.CanonicalHeaderKey(strings.TrimPrefix(key, http.TrailerPrefix)) {
@@ -124,7 +124,7 @@ func boundStatusDetails(v string) string {
 		if bin, err = proto.Marshal(st); err != nil {
 			return ""
 		}
-		if enc := connect.EncodeBinaryHeader(bin); len(enc) <= MaxHeaderValueBytes {
+		if enc := connect.EncodeBinaryHeader(bin); len(enc) <= maxHeaderValueBytes {
 			return enc
 		}
 		st.Details = nil

@@ -61,6 +61,9 @@ func ParseHop(header http.Header) (Hop, bool) {
 	}, true
 }
 
+// maxProcedureBytes bounds the procedure recorded of a call.
+const maxProcedureBytes = 256
+
 type callKey struct{}
 
 // call is what the HTTP layer knows of a call before Connect decodes it.
@@ -74,7 +77,8 @@ type call struct {
 // version, so this has to happen in front of it.
 func observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c := call{start: time.Now(), procedure: r.URL.Path, httpVersion: r.Proto}
+		// A REST path carries client input (ids): bounded, like any echo.
+		c := call{start: time.Now(), procedure: Truncate(r.URL.Path, maxProcedureBytes), httpVersion: r.Proto}
 		c.protocol, c.codec = classify(r)
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
 	})

@@ -136,7 +136,7 @@ func TestRequestBodyReadErrors(t *testing.T) {
 
 func TestBoundHeaders(t *testing.T) {
 	t.Parallel()
-	long := strings.Repeat("é", MaxHeaderValueBytes)
+	long := strings.Repeat("é", maxHeaderValueBytes)
 	bin, err := proto.Marshal(&status.Status{Code: 3, Message: long, Details: []*anypb.Any{{TypeUrl: "x", Value: bytes.Repeat([]byte{1}, 4<<10)}}})
 	if err != nil {
 		t.Fatal(err)
@@ -144,15 +144,15 @@ func TestBoundHeaders(t *testing.T) {
 	h := http.Header{
 		"Grpc-Message": {grpcPercentEncode(long)},
 		http.TrailerPrefix + "Grpc-Status-Details-Bin": {connect.EncodeBinaryHeader(bin)},
-		"Shop-Hop":    {strings.Repeat("x", MaxHeaderValueBytes+1)},
+		"Shop-Hop":    {strings.Repeat("x", maxHeaderValueBytes+1)},
 		"Grpc-Status": {"3"},
 	}
 	boundHeaders(h)
-	if n := len(h.Get("Grpc-Message")); n == 0 || n > MaxHeaderValueBytes {
+	if n := len(h.Get("Grpc-Message")); n == 0 || n > maxHeaderValueBytes {
 		t.Errorf("grpc-message of %d bytes, want it cut", n)
 	}
 	details := h.Get(http.TrailerPrefix + "Grpc-Status-Details-Bin")
-	if details == "" || len(details) > MaxHeaderValueBytes {
+	if details == "" || len(details) > maxHeaderValueBytes {
 		t.Fatalf("details of %d bytes, want them cut", len(details))
 	}
 	bin, err = connect.DecodeBinaryHeader(details)

@@ -140,9 +140,11 @@ func (w *restWriter) Write(p []byte) (int, error) {
 }
 
 func (w *restWriter) Flush() {
-	if w.status == 0 {
-		_ = http.NewResponseController(w.ResponseWriter).Flush()
+	if w.status != 0 {
+		return
 	}
+	w.passing = true // a flush sends the headers
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
 }
 
 func (w *restWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

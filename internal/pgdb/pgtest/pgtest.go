@@ -23,9 +23,9 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// EnvVar names the environment variable with the URL of the database that
+// envVar names the environment variable with the URL of the database that
 // tests use.
-const EnvVar = "TEST_DATABASE_URL"
+const envVar = "TEST_DATABASE_URL"
 
 // timeout bounds each step against the test database, connectTimeout the
 // connecting.
@@ -45,13 +45,13 @@ var unreachable atomic.Value
 // unset or the database unreachable.
 func URL(t testing.TB) string {
 	t.Helper()
-	base := os.Getenv(EnvVar)
+	base := os.Getenv(envVar)
 	if base == "" {
-		unavailable(t, EnvVar+" is not set (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable)")
+		unavailable(t, envVar+" is not set (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable)")
 	}
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		t.Fatalf("%s must be a postgres:// URL (got %q)", EnvVar, redact(base))
+		t.Fatalf("%s must be a postgres:// URL (got %q)", envVar, redact(base))
 	}
 
 	if err, _ := unreachable.Load().(error); err != nil {
@@ -88,7 +88,8 @@ func URL(t testing.TB) string {
 
 	q := u.Query()
 	q.Set("options", strings.TrimSpace(q.Get("options")+" -c search_path="+schema))
-	u.RawQuery = q.Encode()
+	// Spaces as %20: pgx, like libpq, reads a + in a URL as itself.
+	u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20")
 	return u.String()
 }
 
@@ -96,7 +97,7 @@ func URL(t testing.TB) string {
 func unavailable(t testing.TB, why string) {
 	t.Helper()
 	if os.Getenv("CI") == "true" {
-		t.Fatal(why + ": CI must start PostgreSQL and set " + EnvVar)
+		t.Fatal(why + ": CI must start PostgreSQL and set " + envVar)
 	}
 	t.Skip(why + "; the PostgreSQL tests run in CI")
 }
