@@ -13,12 +13,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"path/filepath"
 	"time"
 
 	"github.com/connectshop/connectshop/internal/cli"
 	"github.com/connectshop/connectshop/orders"
-	"github.com/connectshop/connectshop/orders/sqlite"
 	"github.com/connectshop/connectshop/web"
 )
 
@@ -27,7 +25,7 @@ func main() { cli.Main("orders", run) }
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	fs := cli.NewFlagSet(args[0], stderr)
 	addr := fs.String("addr", "localhost:8080", "address to listen on (Connect, gRPC, gRPC-Web, REST, the page; HTTP/1.1 and h2c)")
-	db := fs.String("db", "data/orders.db", "SQLite database file")
+	db := fs.String("db", "data/orders.db", "SQLite database file, or a postgres:// URL (several orders instances may share one)")
 	targets := fs.String("payments", "http://localhost:8081", "payments replicas: comma-separated http://host:port, or dns:///name:port for every address of name, re-resolved every 5s")
 	origins := cli.Origins(fs, getenv)
 	keyFile := cli.ServiceKeyFile(fs, getenv)
@@ -50,7 +48,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if serviceKey == nil {
 		logger.Warn("no -service-key-file: calling payments without a service token, which only a payments running with -insecure accepts")
 	}
-	sessionKey, err := cli.SessionKey(*sessionKeyFile, filepath.Dir(*db))
+	sessionKey, err := cli.SessionKey(*sessionKeyFile, *db)
 	if err != nil {
 		return err
 	}
@@ -59,7 +57,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	defer lis.Close() // in case setup fails before Serve owns it
-	store, err := sqlite.Open(ctx, *db)
+	store, err := cli.OpenOrders(ctx, *db)
 	if err != nil {
 		return err
 	}

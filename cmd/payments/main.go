@@ -15,7 +15,6 @@ import (
 
 	"github.com/connectshop/connectshop/internal/cli"
 	"github.com/connectshop/connectshop/payments"
-	"github.com/connectshop/connectshop/payments/sqlite"
 )
 
 func main() { cli.Main("payments", run) }
@@ -24,7 +23,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	fs := cli.NewFlagSet(args[0], stderr)
 	addr := fs.String("addr", "localhost:8081", "address to listen on (Connect, gRPC, gRPC-Web; HTTP/1.1 and h2c)")
 	name := fs.String("name", "payments-1", "replica name, recorded on every payment it charges")
-	db := fs.String("db", "data/payments.db", "SQLite database file; replicas may share one")
+	db := fs.String("db", "data/payments.db", "SQLite database file, or a postgres:// URL; replicas may share one")
 	origins := cli.Origins(fs, getenv)
 	keyFile := cli.ServiceKeyFile(fs, getenv)
 	insecure := fs.Bool("insecure", false, "serve payments without -service-key-file: anyone who reaches the port can charge and refund (demos only)")
@@ -52,7 +51,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	defer lis.Close() // in case setup fails before Serve owns it
-	store, err := sqlite.Open(ctx, *db)
+	store, err := cli.OpenPayments(ctx, *db)
 	if err != nil {
 		return err
 	}

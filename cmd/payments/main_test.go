@@ -13,6 +13,7 @@ import (
 	"github.com/connectshop/connectshop/gen/payments/v1/paymentsv1connect"
 	"github.com/connectshop/connectshop/internal/auth"
 	"github.com/connectshop/connectshop/internal/cmdtest"
+	"github.com/connectshop/connectshop/internal/pgdb/pgtest"
 	"github.com/connectshop/connectshop/internal/rpc"
 )
 
@@ -78,5 +79,43 @@ func TestRunNeedsAKeyOrInsecure(t *testing.T) {
 	url := start(t, "-insecure")
 	if _, err := charge(paymentsv1connect.NewPaymentServiceClient(rpc.NewH2CClient(), url, connect.WithGRPC())); err != nil {
 		t.Errorf("Charge with -insecure and no token: %v", err)
+	}
+}
+
+// With a postgres:// -db, payments keeps its payments in PostgreSQL: a
+// restarted replica (or another one) finds the charge again.
+func TestRunOnPostgreSQL(t *testing.T) {
+	t.Parallel()
+	db := pgtest.URL(t)
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "service.key")
+	key, err := auth.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := auth.WriteKeyFile(keyFile, key); err != nil {
+		t.Fatal(err)
+	}
+	var first string
+	for i := range 2 {
+		args := []string{"payments", "-addr", "127.0.0.1:0", "-db", db, "-service-key-file", keyFile}
+		logs, stop := cmdtest.Start(t, func(ctx context.Context, stderr io.Writer) error {
+			return run(ctx, args, func(string) string { return "" }, stderr)
+		})
+		url := "http://" + logs.WaitFor(t, regexp.MustCompile(`msg=serving .*addr=(\S+)`))[1]
+		c := paymentsv1connect.NewPaymentServiceClient(rpc.NewH2CClient(), url, connect.WithGRPC(),
+			connect.WithInterceptors(auth.ServiceCredentials(key, auth.OrdersCaller, auth.PaymentsAudience)))
+		resp, err := charge(c)
+		if err != nil {
+			t.Fatalf("run %d: Charge: %v", i, err)
+		}
+		if i == 0 {
+			first = resp.Msg.GetPayment().GetId()
+		} else if got := resp.Msg.GetPayment().GetId(); got != first {
+			t.Errorf("after a restart: got payment %s for the same key, want %s", got, first)
+		}
+		if err := stop(); err != nil {
+			t.Fatalf("run %d: %v", i, err)
+		}
 	}
 }

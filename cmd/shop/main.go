@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strconv"
 
 	"github.com/connectshop/connectshop/internal/cli"
@@ -49,7 +50,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return fmt.Errorf("-addr: port: %w", err)
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
-	sessionKey, err := cli.SessionKey("", *data)
+	sessionKey, err := cli.SessionKey("", filepath.Join(*data, "orders.db"))
 	if err != nil {
 		return err
 	}

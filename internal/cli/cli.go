@@ -133,8 +133,13 @@ func OrderLimits(fs *flag.FlagSet) func() (orders.Limits, error) {
 }
 
 // SessionKey returns the key that signs customer sessions: read from path if
-// given, else kept in dataDir/session.key, made there (0600) on first use.
-func SessionKey(path, dataDir string) (auth.Key, error) {
+// given, else kept in session.key beside the SQLite file db, made there
+// (0600) on first use. With a PostgreSQL db the path is required: several
+// instances share the database and must share the key.
+func SessionKey(path, db string) (auth.Key, error) {
+	if path == "" && IsPostgres(db) {
+		return nil, errSessionKeyForPostgres
+	}
 	if path != "" {
 		key, err := auth.ReadKeyFile(path)
 		if err != nil {
@@ -142,7 +147,7 @@ func SessionKey(path, dataDir string) (auth.Key, error) {
 		}
 		return key, nil
 	}
-	key, err := auth.LoadOrCreateKeyFile(filepath.Join(dataDir, "session.key"))
+	key, err := auth.LoadOrCreateKeyFile(filepath.Join(filepath.Dir(db), "session.key"))
 	if err != nil {
 		return nil, fmt.Errorf("session key: %w", err)
 	}
