@@ -15,6 +15,7 @@ import (
 	"github.com/connectshop/connectshop/internal/memhttp"
 	"github.com/connectshop/connectshop/internal/memhttp/memhttptest"
 	"github.com/connectshop/connectshop/orders"
+	orderspostgres "github.com/connectshop/connectshop/orders/postgres"
 	orderssqlite "github.com/connectshop/connectshop/orders/sqlite"
 	"github.com/connectshop/connectshop/payments"
 	paymentssqlite "github.com/connectshop/connectshop/payments/sqlite"
@@ -33,10 +34,12 @@ type shop struct {
 	paymentsClient paymentsv1connect.PaymentServiceClient // for checks, over gRPC, as orders
 	token          string                                 // session of the first customer
 	dir            string                                 // data directory
+	cfg            shopConfig
 }
 
 type shopConfig struct {
 	dir            string                                // data directory; a new temporary one if empty
+	ordersDB       string                                // a postgres:// URL for orders; "": SQLite in dir
 	paymentTimeout time.Duration                         // default: production's
 	paymentsFaults payments.Faults                       // of the replica
 	wrapPayments   func(orders.Payments) orders.Payments // to inject failures
@@ -65,7 +68,35 @@ func newShop(t *testing.T, cfg shopConfig) *shop {
 	t.Cleanup(func() { replica.Close() })
 	psrv := memhttptest.Serve(t, replica.HTTPServer())
 
-	ostore, err := orderssqlite.Open(ctx, filepath.Join(cfg.dir, "orders.db"))
+	osrv := startOrders(t, cfg, psrv, serviceKey, sessionKey)
+	s := &shop{
+		orders:         memhttptest.Serve(t, osrv.HTTPServer()),
+		payments:       psrv,
+		ordersServer:   osrv,
+		paymentsServer: replica,
+		paymentsStore:  pstore,
+		paymentsClient: paymentsv1connect.NewPaymentServiceClient(psrv.Client(), psrv.URL(), connect.WithGRPC(),
+			connect.WithInterceptors(auth.ServiceCredentials(serviceKey, auth.OrdersCaller, auth.PaymentsAudience))),
+	}
+	s.dir = cfg.dir
+	s.cfg = cfg
+	s.token = s.newCustomer(t)
+	return s
+}
+
+// startOrders assembles an orders instance of the shop: on the SQLite file
+// in cfg.dir, or the PostgreSQL database cfg.ordersDB.
+func startOrders(t *testing.T, cfg shopConfig, psrv *memhttp.Server, serviceKey, sessionKey auth.Key) *orders.Server {
+	t.Helper()
+	var (
+		ostore orders.Store
+		err    error
+	)
+	if cfg.ordersDB != "" {
+		ostore, err = orderspostgres.Open(context.Background(), cfg.ordersDB)
+	} else {
+		ostore, err = orderssqlite.Open(context.Background(), filepath.Join(cfg.dir, "orders.db"))
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,19 +120,15 @@ func newShop(t *testing.T, cfg shopConfig) *shop {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { osrv.Close() }) // after the server below has shut down
+	return osrv
+}
 
-	s := &shop{
-		orders:         memhttptest.Serve(t, osrv.HTTPServer()),
-		payments:       psrv,
-		ordersServer:   osrv,
-		paymentsServer: replica,
-		paymentsStore:  pstore,
-		paymentsClient: paymentsv1connect.NewPaymentServiceClient(psrv.Client(), psrv.URL(), connect.WithGRPC(),
-			connect.WithInterceptors(auth.ServiceCredentials(serviceKey, auth.OrdersCaller, auth.PaymentsAudience))),
-	}
-	s.dir = cfg.dir
-	s.token = s.newCustomer(t)
-	return s
+// anotherOrders starts a second orders instance of the shop, on the same
+// database and payments, with the same keys, and returns its server.
+func (s *shop) anotherOrders(t *testing.T) *memhttp.Server {
+	t.Helper()
+	osrv := startOrders(t, s.cfg, s.payments, loadKey(t, s.dir, "service.key"), loadKey(t, s.dir, "session.key"))
+	return memhttptest.Serve(t, osrv.HTTPServer())
 }
 
 func loadKey(t *testing.T, dir, name string) auth.Key {

@@ -37,7 +37,9 @@ type Store interface {
 	List(ctx context.Context, customerID string, before int64, limit int) ([]*ordersv1.Order, int64, error)
 	// Unsettled returns up to 100 orders left PENDING or CANCELLING since
 	// before cutoff (by their update time), oldest first: the steps still to
-	// do of a change that spans orders and payments.
+	// do of a change that spans orders and payments. A store shared by
+	// several orders instances may hand each order to one caller at a time
+	// (a lease), so that their recovery loops split the work.
 	Unsettled(ctx context.Context, cutoff time.Time) ([]UnsettledOrder, error)
 	// Close releases the store.
 	Close() error

@@ -1,7 +1,9 @@
-// Package load places orders against a running orders service with a fixed
-// concurrency, for a count or a duration, and records throughput, latency and
-// which payments replica charged each order. cmd/loadgen and the
-// load-balancing proof use it.
+// Package load places orders against a running orders service, for a count
+// or a duration, and records throughput, latency and which payments replica
+// charged each order: with a fixed concurrency ([Load], a closed loop: a new
+// order when one is answered) or at a fixed arrival rate ([FixedRate], an open
+// loop: orders start on a schedule whatever the server does). cmd/loadgen and
+// the load-balancing proof use it.
 package load
 
 import (
@@ -19,11 +21,19 @@ import (
 
 // Result is what a load run observed.
 type Result struct {
-	PerReplica map[string]int  // paid orders by the replica that charged them
-	Latencies  []time.Duration // of successful CreateOrder calls, sorted
-	Errors     []error
-	Elapsed    time.Duration
-	Sessions   []string // the session token of each client, to look up its orders
+	PerReplica map[string]int // paid orders by the replica that charged them
+	// Latencies of successful CreateOrder calls, sorted: from the call's
+	// start in a [Load] run, from its scheduled start in a [FixedRate] run.
+	Latencies []time.Duration
+	Errors    []error
+	Elapsed   time.Duration
+	Sessions  []string // the session token of each customer, to look up its orders
+
+	// Of a [FixedRate] run only (zero for [Load]):
+	Scheduled   int           // orders whose scheduled start came before the run stopped
+	Delayed     int           // of those, started late: MaxInFlight calls were in flight
+	Unstarted   int           // of those, never started: the run ended while they waited
+	MaxStartLag time.Duration // the latest start behind schedule, whatever the cause
 }
 
 // Orders returns how many orders were paid.
@@ -37,7 +47,8 @@ func (r *Result) Share(replica string) float64 {
 	return float64(r.PerReplica[replica]) / float64(r.Orders())
 }
 
-// Percentile returns the p-th percentile latency (p from 0 to 100).
+// Percentile returns the p-th percentile latency (p from 0 to 100, e.g. 99.9),
+// the nearest rank at or below it.
 func (r *Result) Percentile(p float64) time.Duration {
 	if len(r.Latencies) == 0 {
 		return 0
@@ -114,25 +125,12 @@ func (l Load) Run(ctx context.Context, c ordersv1connect.OrderServiceClient) *Re
 						return
 					}
 				}
-				callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 				t0 := time.Now()
-				req := connect.NewRequest(&ordersv1.CreateOrderRequest{
-					Items:          []*ordersv1.CartItem{{ProductId: "sticker-pack", Quantity: 1}},
-					PaymentToken:   "tok_visa",
-					IdempotencyKey: fmt.Sprintf("load-%d-%d-%d", start.UnixNano(), w, n),
-				})
-				req.Header().Set("Authorization", "Bearer "+token)
-				resp, err := c.CreateOrder(callCtx, req)
+				replica, err := placeOrder(ctx, c, token, fmt.Sprintf("load-%d-%d-%d", start.UnixNano(), w, n))
 				d := time.Since(t0)
-				cancel()
 				placed++
 				mu.Lock()
-				if err != nil {
-					res.Errors = append(res.Errors, err)
-				} else {
-					res.Latencies = append(res.Latencies, d)
-					res.PerReplica[resp.Msg.GetOrder().GetPaymentReplica()]++
-				}
+				res.record(replica, d, err)
 				mu.Unlock()
 			}
 		})
@@ -164,12 +162,47 @@ func Merge(a, b *Result) *Result {
 	a.Errors = append(a.Errors, b.Errors...)
 	a.Sessions = append(a.Sessions, b.Sessions...)
 	a.Elapsed += b.Elapsed
+	a.Scheduled += b.Scheduled
+	a.Delayed += b.Delayed
+	a.Unstarted += b.Unstarted
+	a.MaxStartLag = max(a.MaxStartLag, b.MaxStartLag)
 	return a
+}
+
+// record adds the outcome of one order.
+func (r *Result) record(replica string, latency time.Duration, err error) {
+	if err != nil {
+		r.Errors = append(r.Errors, err)
+		return
+	}
+	r.Latencies = append(r.Latencies, latency)
+	r.PerReplica[replica]++
+}
+
+// callTimeout bounds every call a run makes.
+const callTimeout = 10 * time.Second
+
+// placeOrder places one small order as token's customer, under key, and
+// returns the replica that charged it.
+func placeOrder(ctx context.Context, c ordersv1connect.OrderServiceClient, token, key string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	req := connect.NewRequest(&ordersv1.CreateOrderRequest{
+		Items:          []*ordersv1.CartItem{{ProductId: "sticker-pack", Quantity: 1}},
+		PaymentToken:   "tok_visa",
+		IdempotencyKey: key,
+	})
+	req.Header().Set("Authorization", "Bearer "+token)
+	resp, err := c.CreateOrder(ctx, req)
+	if err != nil {
+		return "", err
+	}
+	return resp.Msg.GetOrder().GetPaymentReplica(), nil
 }
 
 // session starts a customer session and returns its token.
 func session(ctx context.Context, c ordersv1connect.OrderServiceClient) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	resp, err := c.CreateSession(ctx, connect.NewRequest(&ordersv1.CreateSessionRequest{}))
 	if err != nil {

@@ -89,9 +89,10 @@ func TestClaimUnsettled(t *testing.T) {
 	if err != nil || len(list) != unsettledLimit || list[0].Order.GetId() != "ord_000" {
 		t.Errorf("claim after the lease: got %d (err %v), want the oldest %d", len(list), err, unsettledLimit)
 	}
-	// Unsettled itself ignores claims: it only reads.
-	if list, err := a.Unsettled(ctx, cutoff); err != nil || len(list) != unsettledLimit {
-		t.Errorf("Unsettled: got %d (err %v), want %d", len(list), err, unsettledLimit)
+	// Unsettled claims too, so it respects the claims above: every order is
+	// claimed now.
+	if list, err := a.Unsettled(ctx, cutoff); err != nil || len(list) != 0 {
+		t.Errorf("Unsettled while every order is claimed: got %d (err %v), want none", len(list), err)
 	}
 }
 

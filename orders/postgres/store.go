@@ -254,24 +254,19 @@ func (s *Store) List(ctx context.Context, customerID string, before int64, limit
 	return list, lastSeq, nil
 }
 
-// Unsettled implements [orders.Store]. It only reads: instances that run
-// the recovery loop on one database all get the same orders, and settle each
-// one more than once. That is safe (the charge is keyed by the order id, the
-// refund by the payment id, and [Store.Update] takes turns) but wasted work;
-// to share the work out, the loop should claim the orders it settles instead
-// (claimUnsettled, for when the interface offers it).
+// unsettledLease is how long an orders instance holds the unsettled orders
+// it took, before another instance may take them: longer than settling a
+// batch takes, and no longer than a recovery period.
+const unsettledLease = 30 * time.Second
+
+// Unsettled implements [orders.Store]. Several orders instances share the
+// database and each runs the recovery loop, so every call claims the orders
+// it returns for [unsettledLease] (see claimUnsettled): concurrent loops
+// settle disjoint sets, and the orders of an instance that stopped half-way
+// go to another once the claim expires. (Settling an order twice would be
+// safe, as every step is idempotent, but it is wasted work.)
 func (s *Store) Unsettled(ctx context.Context, cutoff time.Time) ([]orders.UnsettledOrder, error) {
-	rows, err := s.pool.Query(ctx, `SELECT payment_token, data FROM orders
-		WHERE status IN ($1, $2) AND updated_at < $3 ORDER BY updated_at, seq LIMIT $4`,
-		statusPending, statusCancelling, cutoff.UnixNano(), unsettledLimit)
-	if err != nil {
-		return nil, fmt.Errorf("list unsettled orders: %w", err)
-	}
-	list, err := scanUnsettled(rows)
-	if err != nil {
-		return nil, fmt.Errorf("list unsettled orders: %w", err)
-	}
-	return list, nil
+	return s.claimUnsettled(ctx, cutoff, time.Now(), unsettledLease)
 }
 
 // claimUnsettled is [Store.Unsettled] for recovery loops of several
