@@ -3,7 +3,9 @@ package orders_test
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,7 +22,14 @@ import (
 // under what clients and proxies accept.
 func TestBoundedErrors(t *testing.T) {
 	t.Parallel()
-	s := newShop(t, shopConfig{})
+	var logs strings.Builder
+	var logsMu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		logsMu.Lock()
+		defer logsMu.Unlock()
+		return logs.Write(p)
+	}), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	s := newShop(t, shopConfig{logger: logger})
 	many, big := manyLines(10_000), bigProductID()
 	quoted := `unknown product "` + strings.Repeat("x", rpc.EchoBytes) + `…"`
 
@@ -77,7 +86,23 @@ func TestBoundedErrors(t *testing.T) {
 		}
 	}
 	t.Log("answers:" + report.String())
+
+	// And in the logs: every line stays small.
+	logsMu.Lock()
+	defer logsMu.Unlock()
+	longest := 0
+	for line := range strings.Lines(logs.String()) {
+		longest = max(longest, len(line))
+	}
+	if longest == 0 || longest > 4<<10 {
+		t.Errorf("longest log line: %d bytes, want some lines, none over 4 KB", longest)
+	}
+	t.Logf("longest log line: %d bytes", longest)
 }
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 func badRequestFields(t *testing.T, err error) []string {
 	t.Helper()

@@ -2,6 +2,7 @@ package orders_test
 
 import (
 	"context"
+	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
@@ -40,6 +41,7 @@ type shop struct {
 type shopConfig struct {
 	dir            string                                // data directory; a new temporary one if empty
 	ordersDB       string                                // a postgres:// URL for orders; "": SQLite in dir
+	logger         *slog.Logger                          // of orders and payments; nil: discard
 	paymentTimeout time.Duration                         // default: production's
 	paymentsFaults payments.Faults                       // of the replica
 	wrapPayments   func(orders.Payments) orders.Payments // to inject failures
@@ -61,7 +63,7 @@ func newShop(t *testing.T, cfg shopConfig) *shop {
 	// Keys are kept in the data directory, as cmd/orders keeps its session
 	// key: a shop restarted on it knows its customers' sessions.
 	serviceKey, sessionKey := loadKey(t, cfg.dir, "service.key"), loadKey(t, cfg.dir, "session.key")
-	replica, err := payments.New(payments.Config{Name: "payments-1", Store: pstore.Share(), ServiceKey: serviceKey, Faults: cfg.paymentsFaults})
+	replica, err := payments.New(payments.Config{Name: "payments-1", Logger: cfg.logger, Store: pstore.Share(), ServiceKey: serviceKey, Faults: cfg.paymentsFaults})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +103,8 @@ func startOrders(t *testing.T, cfg shopConfig, psrv *memhttp.Server, serviceKey,
 		t.Fatal(err)
 	}
 	ocfg := orders.Config{
-		Store: ostore,
+		Logger: cfg.logger,
+		Store:  ostore,
 		Payments: orders.PaymentsConfig{
 			Target:     psrv.URL(),
 			Timeout:    cfg.paymentTimeout,
