@@ -22,6 +22,7 @@ import (
 
 	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
 	"github.com/connectshop/connectshop/internal/pgdb"
+	"github.com/connectshop/connectshop/internal/scan"
 	"github.com/connectshop/connectshop/orders"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -224,34 +225,21 @@ func (s *Store) List(ctx context.Context, customerID string, before int64, limit
 		return nil, 0, fmt.Errorf("list orders: %w", err)
 	}
 	defer rows.Close()
-	var (
-		list    []*ordersv1.Order
-		lastSeq int64 // of the last order in list
-		more    bool  // a row beyond limit exists
-	)
-	for rows.Next() {
-		if len(list) == limit {
-			more = true
-			break
-		}
-		var data []byte
-		if err := rows.Scan(&lastSeq, &data); err != nil {
-			return nil, 0, fmt.Errorf("list orders: %w", err)
+	list, next, err := scan.Page(rows, limit, func(r scan.Rows) (int64, *ordersv1.Order, error) {
+		var (
+			seq  int64
+			data []byte
+		)
+		if err := r.Scan(&seq, &data); err != nil {
+			return 0, nil, err
 		}
 		o, err := unmarshalOrder(data)
-		if err != nil {
-			return nil, 0, fmt.Errorf("list orders: %w", err)
-		}
-		list = append(list, o)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+		return seq, o, err
+	})
+	if err != nil {
 		return nil, 0, fmt.Errorf("list orders: %w", err)
 	}
-	if !more {
-		return list, 0, nil
-	}
-	return list, lastSeq, nil
+	return list, next, nil
 }
 
 // unsettledLease is how long an orders instance holds the unsettled orders
@@ -320,9 +308,5 @@ func scanUnsettled(rows pgx.Rows) ([]orders.UnsettledOrder, error) {
 }
 
 func unmarshalOrder(data []byte) (*ordersv1.Order, error) {
-	o := new(ordersv1.Order)
-	if err := proto.Unmarshal(data, o); err != nil {
-		return nil, fmt.Errorf("decode stored order: %w", err)
-	}
-	return o, nil
+	return scan.Decode[ordersv1.Order](data)
 }

@@ -20,6 +20,7 @@ import (
 
 	paymentsv1 "github.com/connectshop/connectshop/gen/payments/v1"
 	"github.com/connectshop/connectshop/internal/pgdb"
+	"github.com/connectshop/connectshop/internal/scan"
 	"github.com/connectshop/connectshop/payments"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -164,19 +165,8 @@ func (s *Store) ChargeCounts(ctx context.Context) (map[string]int, error) {
 		return nil, fmt.Errorf("count charges: %w", err)
 	}
 	defer rows.Close()
-	counts := make(map[string]int)
-	for rows.Next() {
-		var (
-			ref string
-			n   int
-		)
-		if err := rows.Scan(&ref, &n); err != nil {
-			return nil, fmt.Errorf("count charges: %w", err)
-		}
-		counts[ref] = n
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	counts, err := scan.Counts(rows)
+	if err != nil {
 		return nil, fmt.Errorf("count charges: %w", err)
 	}
 	return counts, nil

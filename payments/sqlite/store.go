@@ -11,6 +11,7 @@ import (
 	"time"
 
 	paymentsv1 "github.com/connectshop/connectshop/gen/payments/v1"
+	"github.com/connectshop/connectshop/internal/scan"
 	"github.com/connectshop/connectshop/internal/sqlitedb"
 	"github.com/connectshop/connectshop/payments"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -158,16 +159,9 @@ func (s *Store) ChargeCounts(ctx context.Context) (map[string]int, error) {
 		return nil, fmt.Errorf("count charges: %w", err)
 	}
 	defer rows.Close()
-	counts := make(map[string]int)
-	for rows.Next() {
-		var (
-			ref string
-			n   int
-		)
-		if err := rows.Scan(&ref, &n); err != nil {
-			return nil, fmt.Errorf("count charges: %w", err)
-		}
-		counts[ref] = n
+	counts, err := scan.Counts(rows)
+	if err != nil {
+		return nil, fmt.Errorf("count charges: %w", err)
 	}
-	return counts, rows.Err()
+	return counts, nil
 }
