@@ -2,21 +2,14 @@ package orders_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/connectshop/connectshop/internal/auth"
-	"github.com/connectshop/connectshop/internal/memhttp/memhttptest"
 	"github.com/connectshop/connectshop/orders"
-	orderssqlite "github.com/connectshop/connectshop/orders/sqlite"
-	"github.com/connectshop/connectshop/payments"
-	paymentssqlite "github.com/connectshop/connectshop/payments/sqlite"
 )
 
 // fuzzMethods and fuzzContentTypes are what FuzzREST picks from by index.
@@ -115,54 +108,10 @@ func (readCloser) Close() error { return nil }
 
 func httpBody(b []byte) readCloser { return readCloser{bytes.NewReader(b)} }
 
-// newFuzzOrders assembles orders as newShop does (a payments replica served
-// in memory, SQLite stores), without a rate limit on orders, and returns its
-// HTTP handler and a customer's session token.
+// newFuzzOrders assembles the shop as newShop does, without a rate limit on
+// orders, and returns orders' HTTP handler and a customer's session token.
 func newFuzzOrders(f *testing.F) (http.Handler, string) {
 	f.Helper()
-	ctx := context.Background()
-	dir := f.TempDir()
-	serviceKey, err := auth.LoadOrCreateKeyFile(filepath.Join(dir, "service.key"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	sessionKey, err := auth.LoadOrCreateKeyFile(filepath.Join(dir, "session.key"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	pstore, err := paymentssqlite.Open(ctx, filepath.Join(dir, "payments.db"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	replica, err := payments.New(payments.Config{Name: "payments-1", Store: pstore, ServiceKey: serviceKey})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { replica.Close() })
-	psrv := memhttptest.Serve(f, replica.HTTPServer())
-	ostore, err := orderssqlite.Open(ctx, filepath.Join(dir, "orders.db"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	osrv, err := orders.New(orders.Config{
-		Store:      ostore,
-		Payments:   orders.PaymentsConfig{Target: psrv.URL(), ServiceKey: serviceKey, Dial: psrv.Listener().DialContext},
-		SessionKey: sessionKey,
-		Limits:     orders.Limits{OrderRate: -1},
-	})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { osrv.Close() })
-	handler := osrv.HTTPServer().Handler
-
-	rec := httptest.NewRecorder()
-	req := httptest.NewRequest("POST", "/v1/sessions", strings.NewReader(`{}`))
-	req.Header.Set("Content-Type", "application/json")
-	handler.ServeHTTP(rec, req)
-	var session struct{ Token string }
-	if err := json.Unmarshal(rec.Body.Bytes(), &session); err != nil || session.Token == "" {
-		f.Fatalf("POST /v1/sessions: HTTP %d %s", rec.Code, rec.Body)
-	}
-	return handler, session.Token
+	s := newShop(f, shopConfig{limits: orders.Limits{OrderRate: -1}})
+	return s.ordersServer.HTTPServer().Handler, s.token
 }

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,48 +16,14 @@ import (
 	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
 	"github.com/connectshop/connectshop/gen/orders/v1/ordersv1connect"
 	"github.com/connectshop/connectshop/internal/memhttp"
-	"github.com/connectshop/connectshop/internal/memhttp/memhttptest"
 	"github.com/connectshop/connectshop/orders"
-	orderssqlite "github.com/connectshop/connectshop/orders/sqlite"
-	"github.com/connectshop/connectshop/payments"
-	paymentssqlite "github.com/connectshop/connectshop/payments/sqlite"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 )
 
-// newLimitedShop is orders with the given limits and one payments replica,
-// in memory, as newShop assembles them.
+// newLimitedShop is newShop with the given limits for orders.
 func newLimitedShop(t *testing.T, limits orders.Limits) *shop {
 	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	serviceKey, sessionKey := loadKey(t, dir, "service.key"), loadKey(t, dir, "session.key")
-	pstore, err := paymentssqlite.Open(ctx, filepath.Join(dir, "payments.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	replica, err := payments.New(payments.Config{Name: "payments-1", Store: pstore, ServiceKey: serviceKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { replica.Close() })
-	psrv := memhttptest.Serve(t, replica.HTTPServer())
-	ostore, err := orderssqlite.Open(ctx, filepath.Join(dir, "orders.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	osrv, err := orders.New(orders.Config{
-		Store:      ostore,
-		Payments:   orders.PaymentsConfig{Target: psrv.URL(), ServiceKey: serviceKey, Dial: psrv.Listener().DialContext},
-		SessionKey: sessionKey,
-		Limits:     limits,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { osrv.Close() })
-	s := &shop{orders: memhttptest.Serve(t, osrv.HTTPServer()), ordersServer: osrv, payments: psrv, paymentsServer: replica, dir: dir}
-	s.token = s.newCustomer(t)
-	return s
+	return newShop(t, shopConfig{limits: limits})
 }
 
 // waitFor polls cond until it holds, failing the test after d.

@@ -42,13 +42,14 @@ type shopConfig struct {
 	dir            string                                // data directory; a new temporary one if empty
 	ordersDB       string                                // a postgres:// URL for orders; "": SQLite in dir
 	logger         *slog.Logger                          // of orders and payments; nil: discard
+	limits         orders.Limits                         // of orders; zero: the defaults
 	paymentTimeout time.Duration                         // default: production's
 	paymentsFaults payments.Faults                       // of the replica
 	wrapPayments   func(orders.Payments) orders.Payments // to inject failures
 	allowedOrigins []string                              // CORS
 }
 
-func newShop(t *testing.T, cfg shopConfig) *shop {
+func newShop(t testing.TB, cfg shopConfig) *shop {
 	t.Helper()
 	ctx := context.Background()
 	if cfg.dir == "" {
@@ -88,7 +89,7 @@ func newShop(t *testing.T, cfg shopConfig) *shop {
 
 // startOrders assembles an orders instance of the shop: on the SQLite file
 // in cfg.dir, or the PostgreSQL database cfg.ordersDB.
-func startOrders(t *testing.T, cfg shopConfig, psrv *memhttp.Server, serviceKey, sessionKey auth.Key) *orders.Server {
+func startOrders(t testing.TB, cfg shopConfig, psrv *memhttp.Server, serviceKey, sessionKey auth.Key) *orders.Server {
 	t.Helper()
 	var (
 		ostore orders.Store
@@ -112,6 +113,7 @@ func startOrders(t *testing.T, cfg shopConfig, psrv *memhttp.Server, serviceKey,
 			Dial:       psrv.Listener().DialContext,
 		},
 		SessionKey:     sessionKey,
+		Limits:         cfg.limits,
 		Page:           web.Handler(),
 		AllowedOrigins: cfg.allowedOrigins,
 	}
@@ -134,7 +136,7 @@ func (s *shop) anotherOrders(t *testing.T) *memhttp.Server {
 	return memhttptest.Serve(t, osrv.HTTPServer())
 }
 
-func loadKey(t *testing.T, dir, name string) auth.Key {
+func loadKey(t testing.TB, dir, name string) auth.Key {
 	t.Helper()
 	key, err := auth.LoadOrCreateKeyFile(filepath.Join(dir, name))
 	if err != nil {
@@ -160,7 +162,7 @@ func (s *shop) clientAs(token string, httpClient connect.HTTPClient, opts ...con
 
 // newCustomer starts a session with CreateSession, as any client does, and
 // returns its token.
-func (s *shop) newCustomer(t *testing.T) string {
+func (s *shop) newCustomer(t testing.TB) string {
 	t.Helper()
 	c := ordersv1connect.NewOrderServiceClient(s.orders.Client(), s.orders.URL())
 	resp, err := c.CreateSession(ctxWithTimeout(t, 10*time.Second), connect.NewRequest(&ordersv1.CreateSessionRequest{}))
@@ -204,7 +206,7 @@ func visaOrder(key string) *ordersv1.CreateOrderRequest {
 // visaTotal is what visaOrder costs: 2 × 19.99 + 4.99 USD.
 const visaTotal = 2*1999 + 499
 
-func ctxWithTimeout(t *testing.T, d time.Duration) context.Context {
+func ctxWithTimeout(t testing.TB, d time.Duration) context.Context {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
