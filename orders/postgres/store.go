@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
 	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
@@ -75,8 +74,7 @@ const unsettledLimit = 100
 // Store keeps orders in PostgreSQL. Any number of stores, in any number of
 // processes, may share one database.
 type Store struct {
-	pool      *pgxpool.Pool
-	closeOnce sync.Once
+	pool *pgxpool.Pool
 }
 
 var _ orders.Store = (*Store)(nil)
@@ -94,9 +92,9 @@ func Open(ctx context.Context, url string) (*Store, error) {
 }
 
 // Close closes the connections, waiting for those in use. Closing again does
-// nothing.
+// nothing (pgxpool closes once).
 func (s *Store) Close() error {
-	s.closeOnce.Do(s.pool.Close)
+	s.pool.Close()
 	return nil
 }
 

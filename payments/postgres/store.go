@@ -15,7 +15,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	paymentsv1 "github.com/connectshop/connectshop/gen/payments/v1"
@@ -61,8 +60,7 @@ const (
 // Store keeps payments in PostgreSQL. Any number of stores, in any number of
 // processes, may share one database.
 type Store struct {
-	pool      *pgxpool.Pool
-	closeOnce sync.Once
+	pool *pgxpool.Pool
 }
 
 var _ payments.Store = (*Store)(nil)
@@ -80,9 +78,9 @@ func Open(ctx context.Context, url string) (*Store, error) {
 }
 
 // Close closes the connections, waiting for those in use. Closing again does
-// nothing.
+// nothing (pgxpool closes once).
 func (s *Store) Close() error {
-	s.closeOnce.Do(s.pool.Close)
+	s.pool.Close()
 	return nil
 }
 
