@@ -212,6 +212,7 @@ func client(ctx context.Context, t *testing.T, url string, w int, a *acks, cance
 		}
 		return err
 	})
+	c = ordersv1connect.NewOrderServiceClient(rpc.NewH2CClient(), url, connect.WithGRPC(), connect.WithInterceptors(auth.Bearer(token)))
 	var paid []string
 	for n := 0; ctx.Err() == nil; n++ {
 		tok := "tok_visa"
@@ -225,9 +226,7 @@ func client(ctx context.Context, t *testing.T, url string, w int, a *acks, cance
 		}
 		var got *ordersv1.Order
 		ok := retry(ctx, func(ctx context.Context) error {
-			r := connect.NewRequest(req)
-			r.Header().Set("Authorization", "Bearer "+token)
-			resp, err := c.CreateOrder(ctx, r)
+			resp, err := c.CreateOrder(ctx, connect.NewRequest(req))
 			if err == nil {
 				got = resp.Msg.GetOrder()
 			} else if connect.CodeOf(err) == connect.CodeFailedPrecondition { // declined: an answer
@@ -251,9 +250,7 @@ func client(ctx context.Context, t *testing.T, url string, w int, a *acks, cance
 		default:
 		}
 		if retry(ctx, func(ctx context.Context) error {
-			r := connect.NewRequest(&ordersv1.CancelOrderRequest{Id: id})
-			r.Header().Set("Authorization", "Bearer "+token)
-			_, err := c.CancelOrder(ctx, r)
+			_, err := c.CancelOrder(ctx, connect.NewRequest(&ordersv1.CancelOrderRequest{Id: id}))
 			return err
 		}) {
 			a.mu.Lock()
