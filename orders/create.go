@@ -49,6 +49,9 @@ func (s *Service) CreateOrder(ctx context.Context, req *connect.Request[ordersv1
 	}
 	if o.GetStatus() == ordersv1.OrderStatus_ORDER_STATUS_PENDING {
 		if o, err = s.charge(ctx, o, msg.GetPaymentToken()); err != nil {
+			if connect.CodeOf(err) != connect.CodeInvalidArgument {
+				s.announcePending(ctx, o.GetId())
+			}
 			return nil, err
 		}
 	}
@@ -173,10 +176,7 @@ func (s *Service) charge(ctx context.Context, o *ordersv1.Order, token string) (
 		v.Add("payment_token", "was rejected by payments: %s", errorMessage(err))
 		return nil, v.Err()
 	default:
-		// The order stays PENDING until a retry or the recovery loop settles it;
-		// watchers see it waiting. (A pending order that is being charged
-		// right now is not published: it may still vanish as invalid.)
-		s.hub.publish(o)
+		// The order stays PENDING until a retry or the recovery loop settles it.
 		return nil, s.paymentsFailed(ctx, "charge", o.GetId(), err)
 	}
 	header := paymentHeader(resp, err)
@@ -196,13 +196,14 @@ func (s *Service) charge(ctx context.Context, o *ordersv1.Order, token string) (
 const storeTimeout = 5 * time.Second
 
 // transition moves order id from status from to what apply sets, appending
-// hops, unless a concurrent call moved it first, and tells watchers. It returns
+// hops, unless a concurrent call moved it first (the store puts the change on
+// the customer's feed for watchers). It returns
 // the order as stored. It runs even if the client has gone, since the payment
 // it records has happened.
 func (s *Service) transition(ctx context.Context, id string, from ordersv1.OrderStatus, hops []*ordersv1.Hop, apply func(*ordersv1.Order)) (*ordersv1.Order, error) {
 	updateCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
-	o, changed, err := s.store.Update(updateCtx, id, func(o *ordersv1.Order) (bool, error) {
+	o, _, err := s.store.Update(updateCtx, id, func(o *ordersv1.Order) (bool, error) {
 		if o.GetStatus() != from {
 			return false, nil
 		}
@@ -214,10 +215,22 @@ func (s *Service) transition(ctx context.Context, id string, from ordersv1.Order
 	if err != nil {
 		return nil, s.toConnect(ctx, err)
 	}
-	if changed {
-		s.hub.publish(o)
-	}
 	return o, nil
+}
+
+// announcePending puts the PENDING order id, which waits for payments, on its
+// customer's change feed, so that watchers see it waiting: an order enters
+// the feed with its first update (see [Store.Update]), as a new one may
+// still vanish when payments rejects its token.
+func (s *Service) announcePending(ctx context.Context, id string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer cancel()
+	_, _, err := s.store.Update(ctx, id, func(o *ordersv1.Order) (bool, error) {
+		return o.GetStatus() == ordersv1.OrderStatus_ORDER_STATUS_PENDING, nil
+	})
+	if err != nil {
+		s.logger.WarnContext(ctx, "announce pending order to watchers", "order_id", id, "err", err)
+	}
 }
 
 // declined is the error for an order whose card was declined.

@@ -123,7 +123,7 @@ func controlWatchWrites(next http.Handler) http.Handler {
 }
 
 // errSendTimeout is why a watcher that did not take a change in time is
-// dropped, with RESOURCE_EXHAUSTED as one that fell behind. Its client never
+// dropped, with RESOURCE_EXHAUSTED. Its client never
 // sees it: what it was not reading is still in the way. On HTTP/1.1 its
 // connection is closed, on HTTP/2 its stream is reset.
 var errSendTimeout = errors.New("watcher did not accept a change in time")

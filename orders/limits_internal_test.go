@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
 	"golang.org/x/time/rate"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 )
@@ -39,16 +38,10 @@ func TestHubCapsWatchers(t *testing.T) {
 	if err != nil {
 		t.Fatalf("after one left: %v", err)
 	}
-	// A watcher dropped for lagging frees its place too.
-	for range watchBuffer + 1 {
-		h.publish(&ordersv1.Order{Id: "ord_1", CustomerId: "cus_c"})
-	}
-	if !h.isLagged(c) || h.count() != 2 {
-		t.Fatalf("got lagged=%v and %d watchers, want the lagging one dropped and 2 left", h.isLagged(c), h.count())
-	}
-	h.close()
-	if h.count() != 0 || len(h.perCustomer) != 0 {
-		t.Fatalf("after close: %d watchers, per customer %v; want none", h.count(), h.perCustomer)
+	h.unsubscribe(c)
+	h.unsubscribe(c) // already gone: must change nothing
+	if h.count() != 2 || len(h.byCustomer) != 2 {
+		t.Fatalf("got %d watchers of %d customers, want 2 of 2", h.count(), len(h.byCustomer))
 	}
 }
 

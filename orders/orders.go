@@ -121,6 +121,7 @@ func New(cfg Config) (*Server, error) {
 		interval = defaultRecoveryInterval
 	}
 	s.loops.Go(func() { svc.runRecovery(ctx, interval) })
+	s.loops.Go(func() { svc.runFeed(ctx) })
 	return s, nil
 }
 

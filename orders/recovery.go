@@ -38,15 +38,19 @@ func (s *Service) resumePending(ctx context.Context, olderThan time.Duration) er
 	return errors.Join(errs...)
 }
 
-// runRecovery calls [Service.resumePending] every interval until ctx is done,
-// logging failures. It leaves alone orders younger than twice the payment
-// timeout, which their own CreateOrder may still be settling.
+// runRecovery calls [Service.resumePending] and prunes the change feed every
+// interval until ctx is done, logging failures. It leaves alone orders
+// younger than twice the payment timeout, which their own CreateOrder may
+// still be settling.
 func (s *Service) runRecovery(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		if err := s.resumePending(ctx, 2*s.paymentTimeout); err != nil && ctx.Err() == nil {
 			s.logger.WarnContext(ctx, "resume pending orders", "err", err)
+		}
+		if err := s.store.PruneChanges(ctx, time.Now().Add(-changeRetention)); err != nil && ctx.Err() == nil {
+			s.logger.WarnContext(ctx, "prune the change feed", "err", err)
 		}
 		select {
 		case <-ctx.Done():

@@ -64,3 +64,16 @@ func Counts(rs Rows) (map[string]int, error) {
 	}
 	return counts, rs.Err()
 }
+
+// All reads every row with scan.
+func All[T any](rs Rows, scan func(Rows) (T, error)) ([]T, error) {
+	var list []T
+	for rs.Next() {
+		v, err := scan(rs)
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, v)
+	}
+	return list, rs.Err()
+}

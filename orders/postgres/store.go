@@ -55,6 +55,32 @@ var schema = pgdb.Schema{
 		// 2: unsettled orders can be claimed for a while by one instance's
 		// recovery loop (see claimUnsettled).
 		`ALTER TABLE orders ADD COLUMN claimed_until bigint; -- Unix nanoseconds, NULL unless claimed`,
+		// 3: every customer has a change feed for WatchOrders: the order as
+		// each update left it, numbered per customer. The order_feeds row
+		// holds the last number; taking the next one locks it until commit,
+		// so one customer's changes commit in the order of their numbers, on
+		// every instance, and pruning old changes never reuses a number. Each
+		// change NOTIFYs (at commit) the channel "<schema>.order_changes"
+		// with its customer id, which wakes the watchers of every instance.
+		`CREATE TABLE order_feeds (
+			customer_id text   PRIMARY KEY,
+			last_seq    bigint NOT NULL
+		);
+		CREATE TABLE order_changes (
+			customer_id text   NOT NULL,
+			seq         bigint NOT NULL,
+			created_at  bigint NOT NULL, -- Unix nanoseconds, for pruning
+			data        bytea  NOT NULL, -- orders.v1.Order, binary
+			PRIMARY KEY (customer_id, seq)
+		);
+		CREATE INDEX order_changes_by_time ON order_changes (created_at);
+		CREATE FUNCTION notify_order_change() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			PERFORM pg_notify(TG_TABLE_SCHEMA || '.order_changes', NEW.customer_id);
+			RETURN NULL;
+		END $$;
+		CREATE TRIGGER order_changes_notify AFTER INSERT ON order_changes
+			FOR EACH ROW EXECUTE FUNCTION notify_order_change();`,
 	},
 }
 
@@ -172,8 +198,16 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*ordersv1.Order) 
 		if data, err = proto.Marshal(o); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `UPDATE orders SET status = $1, updated_at = $2, data = $3 WHERE id = $4`,
-			int32(o.GetStatus()), o.GetUpdatedAt().AsTime().UnixNano(), data, id)
+		// One statement updates the order and appends it to the feed.
+		_, err = tx.Exec(ctx, `WITH updated AS (
+				UPDATE orders SET status = $1, updated_at = $2, data = $3 WHERE id = $4
+			), feed AS (
+				INSERT INTO order_feeds (customer_id, last_seq) VALUES ($5, 1)
+				ON CONFLICT (customer_id) DO UPDATE SET last_seq = order_feeds.last_seq + 1
+				RETURNING last_seq
+			)
+			INSERT INTO order_changes (customer_id, seq, created_at, data) SELECT $5, last_seq, $6, $3 FROM feed`,
+			int32(o.GetStatus()), o.GetUpdatedAt().AsTime().UnixNano(), data, id, o.GetCustomerId(), time.Now().UnixNano())
 		return err
 	})
 	if err != nil {
@@ -238,6 +272,84 @@ func (s *Store) List(ctx context.Context, customerID string, before int64, limit
 		return nil, 0, fmt.Errorf("list orders: %w", err)
 	}
 	return list, next, nil
+}
+
+// Changes implements [orders.Store].
+func (s *Store) Changes(ctx context.Context, customerID string, after int64, limit int) ([]orders.Change, error) {
+	rows, err := s.pool.Query(ctx, `SELECT seq, data FROM order_changes WHERE customer_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
+		customerID, after, max(limit, 0))
+	if err != nil {
+		return nil, fmt.Errorf("read changes: %w", err)
+	}
+	defer rows.Close()
+	changes, err := scan.All(rows, func(r scan.Rows) (orders.Change, error) {
+		var (
+			c    orders.Change
+			data []byte
+			err  error
+		)
+		if err := r.Scan(&c.Seq, &data); err != nil {
+			return c, err
+		}
+		c.Order, err = unmarshalOrder(data)
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read changes: %w", err)
+	}
+	return changes, nil
+}
+
+// LastChange implements [orders.Store].
+func (s *Store) LastChange(ctx context.Context, customerID string) (int64, error) {
+	var seq int64
+	err := s.pool.QueryRow(ctx, `SELECT last_seq FROM order_feeds WHERE customer_id = $1`, customerID).Scan(&seq)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return 0, fmt.Errorf("read last change: %w", err)
+	}
+	return seq, nil
+}
+
+// PruneChanges implements [orders.Store].
+func (s *Store) PruneChanges(ctx context.Context, cutoff time.Time) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM order_changes WHERE created_at < $1`, cutoff.UnixNano()); err != nil {
+		return fmt.Errorf("prune changes: %w", err)
+	}
+	return nil
+}
+
+// Listen implements [orders.Store] with LISTEN on a connection of its own,
+// taken out of the pool for good: no other use of the pool should inherit a
+// listening connection.
+func (s *Store) Listen(ctx context.Context, changed func(customerID string)) error {
+	pooled, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("listen for changes: %w", err)
+	}
+	conn := pooled.Hijack()
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		conn.Close(closeCtx)
+	}()
+	var channel string
+	if err := conn.QueryRow(ctx, `SELECT current_schema() || '.order_changes'`).Scan(&channel); err != nil {
+		return fmt.Errorf("listen for changes: %w", err)
+	}
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
+		return fmt.Errorf("listen for changes: %w", err)
+	}
+	changed("")
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("listen for changes: %w", err)
+		}
+		changed(n.Payload)
+	}
 }
 
 // unsettledLease is how long an orders instance holds the unsettled orders

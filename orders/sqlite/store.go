@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
@@ -58,11 +59,30 @@ var migrations = []string{
 	// settled like pending orders.
 	`DROP INDEX orders_pending;
 	CREATE INDEX orders_unsettled ON orders (updated_at) WHERE status IN (1, 5);`,
+	// 4: every customer has a change feed for WatchOrders: the order as each
+	// update left it, numbered per customer (order_feeds keeps the last
+	// number, so pruning old changes never reuses one).
+	`CREATE TABLE order_feeds (
+		customer_id TEXT PRIMARY KEY,
+		last_seq    INTEGER NOT NULL
+	) STRICT, WITHOUT ROWID;
+	CREATE TABLE order_changes (
+		customer_id TEXT NOT NULL,
+		seq         INTEGER NOT NULL,
+		created_at  INTEGER NOT NULL, -- Unix nanoseconds, for pruning
+		data        BLOB NOT NULL,    -- orders.v1.Order, binary
+		PRIMARY KEY (customer_id, seq)
+	) STRICT, WITHOUT ROWID;
+	CREATE INDEX order_changes_by_time ON order_changes (created_at);`,
 }
 
 // Store keeps orders in SQLite.
+//
+// Only one orders instance uses a SQLite database, so [Store.Listen] hears
+// the changes made through this Store only.
 type Store struct {
-	db *sqlitedb.DB
+	db        *sqlitedb.DB
+	listeners listeners
 }
 
 var _ orders.Store = (*Store)(nil)
@@ -132,14 +152,32 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*ordersv1.Order) 
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE orders SET status = ?, updated_at = ?, data = ? WHERE id = ?`,
-			int64(o.GetStatus()), o.GetUpdatedAt().AsTime().UnixNano(), data, id)
-		return err
+		if _, err = tx.ExecContext(ctx, `UPDATE orders SET status = ?, updated_at = ?, data = ? WHERE id = ?`,
+			int64(o.GetStatus()), o.GetUpdatedAt().AsTime().UnixNano(), data, id); err != nil {
+			return err
+		}
+		return appendChange(ctx, tx, o.GetCustomerId(), data)
 	})
 	if err != nil {
 		return nil, false, fmt.Errorf("update order %s: %w", id, err)
 	}
+	if changed {
+		s.listeners.notify(o.GetCustomerId())
+	}
 	return o, changed, nil
+}
+
+// appendChange appends the order encoded as data to its customer's feed.
+func appendChange(ctx context.Context, tx *sql.Tx, customerID string, data []byte) error {
+	var seq int64
+	err := tx.QueryRowContext(ctx, `INSERT INTO order_feeds (customer_id, last_seq) VALUES (?, 1)
+		ON CONFLICT (customer_id) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq`, customerID).Scan(&seq)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO order_changes (customer_id, seq, created_at, data) VALUES (?, ?, ?, ?)`,
+		customerID, seq, time.Now().UnixNano(), data)
+	return err
 }
 
 // DeletePending implements [orders.Store].
@@ -215,6 +253,94 @@ func (s *Store) Unsettled(ctx context.Context, cutoff time.Time) ([]orders.Unset
 		list = append(list, p)
 	}
 	return list, rows.Err()
+}
+
+// Changes implements [orders.Store].
+func (s *Store) Changes(ctx context.Context, customerID string, after int64, limit int) ([]orders.Change, error) {
+	rows, err := s.db.Query(ctx, `SELECT seq, data FROM order_changes WHERE customer_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
+		customerID, after, max(limit, 0))
+	if err != nil {
+		return nil, fmt.Errorf("read changes: %w", err)
+	}
+	defer rows.Close()
+	changes, err := scan.All(rows, func(r scan.Rows) (orders.Change, error) {
+		var (
+			c    orders.Change
+			data []byte
+			err  error
+		)
+		if err := r.Scan(&c.Seq, &data); err != nil {
+			return c, err
+		}
+		c.Order, err = unmarshalOrder(data)
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read changes: %w", err)
+	}
+	return changes, nil
+}
+
+// LastChange implements [orders.Store].
+func (s *Store) LastChange(ctx context.Context, customerID string) (int64, error) {
+	var seq int64
+	err := s.db.QueryRow(ctx, `SELECT last_seq FROM order_feeds WHERE customer_id = ?`, customerID).Scan(&seq)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("read last change: %w", err)
+	}
+	return seq, nil
+}
+
+// PruneChanges implements [orders.Store].
+func (s *Store) PruneChanges(ctx context.Context, cutoff time.Time) error {
+	err := s.db.InTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM order_changes WHERE created_at < ?`, cutoff.UnixNano())
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("prune changes: %w", err)
+	}
+	return nil
+}
+
+// Listen implements [orders.Store]: it hears the updates made through s.
+func (s *Store) Listen(ctx context.Context, changed func(customerID string)) error {
+	defer s.listeners.add(changed)()
+	changed("")
+	<-ctx.Done()
+	return nil
+}
+
+// listeners are the callbacks of the Listen calls in progress.
+type listeners struct {
+	mu   sync.Mutex
+	next int
+	fns  map[int]func(string)
+}
+
+// add registers fn and returns the function that removes it.
+func (l *listeners) add(fn func(string)) (remove func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.fns == nil {
+		l.fns = make(map[int]func(string))
+	}
+	id := l.next
+	l.next++
+	l.fns[id] = fn
+	return func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		delete(l.fns, id)
+	}
+}
+
+func (l *listeners) notify(customerID string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, fn := range l.fns {
+		fn(customerID)
+	}
 }
 
 // orderByID reads an order with queryRow: the read pool's, or a write

@@ -34,6 +34,9 @@ func Run(t *testing.T, newStore NewStore) {
 		contract.Test[NewStore]{Name: "ListPagesNewestFirst", Run: testList},
 		contract.Test[NewStore]{Name: "Unsettled", Run: testUnsettled},
 		contract.Test[NewStore]{Name: "SurvivesReopen", Run: testSurvivesReopen},
+		contract.Test[NewStore]{Name: "ChangeFeed", Run: testChangeFeed},
+		contract.Test[NewStore]{Name: "ChangeFeedNumbersConcurrentUpdatesInOrder", Run: testChangeFeedConcurrent},
+		contract.Test[NewStore]{Name: "ListenHearsUpdates", Run: testListen},
 	)
 }
 
@@ -309,5 +312,180 @@ func testSurvivesReopen(t *testing.T, newStore NewStore) {
 	contract.Equal(t, o, got)
 	if again := create(t, s, "key-1", newOrder("ord_2", time.Now())); again.GetId() != o.GetId() {
 		t.Errorf("Create after reopen: got %s, want %s (the key is remembered)", again.GetId(), o.GetId())
+	}
+}
+
+// setStatus returns an Update function that moves an order to status.
+func setStatus(status ordersv1.OrderStatus) func(*ordersv1.Order) (bool, error) {
+	return func(o *ordersv1.Order) (bool, error) {
+		if o.GetStatus() == status {
+			return false, nil
+		}
+		o.Status = status
+		return true, nil
+	}
+}
+
+// feed returns the statuses and sequence numbers of customer's changes after
+// the given one.
+func feed(t *testing.T, s orders.Store, customer string, after int64, limit int) (statuses []string, seqs []int64) {
+	t.Helper()
+	changes, err := s.Changes(context.Background(), customer, after, limit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range changes {
+		statuses = append(statuses, c.Order.GetId()+":"+c.Order.GetStatus().String())
+		seqs = append(seqs, c.Seq)
+	}
+	return statuses, seqs
+}
+
+func testChangeFeed(t *testing.T, newStore NewStore) {
+	s, reopen := newStore(t)
+	ctx := context.Background()
+	if last, err := s.LastChange(ctx, "cus_a"); err != nil || last != 0 {
+		t.Fatalf("LastChange of a new customer: got %d (err %v), want 0", last, err)
+	}
+	create(t, s, "key-1", newOrder("ord_1", time.Now()))
+	create(t, s, "key-2", newOrder("ord_2", time.Now()))
+	if got, _ := feed(t, s, "cus_a", 0, 10); len(got) != 0 {
+		t.Fatalf("after Create: feed %v, want empty (a new order enters with its first update)", got)
+	}
+	for _, step := range []struct {
+		id     string
+		status ordersv1.OrderStatus
+	}{
+		{"ord_1", ordersv1.OrderStatus_ORDER_STATUS_PAID},
+		{"ord_2", ordersv1.OrderStatus_ORDER_STATUS_PAID},
+		{"ord_1", ordersv1.OrderStatus_ORDER_STATUS_PAID}, // no change: not on the feed
+		{"ord_1", ordersv1.OrderStatus_ORDER_STATUS_CANCELLING},
+		{"ord_1", ordersv1.OrderStatus_ORDER_STATUS_CANCELLED},
+	} {
+		if _, _, err := s.Update(ctx, step.id, setStatus(step.status)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := newOrder("ord_b", time.Now())
+	other.CustomerId = "cus_b"
+	create(t, s, "key-1", other)
+	if _, _, err := s.Update(ctx, "ord_b", setStatus(ordersv1.OrderStatus_ORDER_STATUS_PAID)); err != nil {
+		t.Fatal(err)
+	}
+
+	want := []string{"ord_1:ORDER_STATUS_PAID", "ord_2:ORDER_STATUS_PAID", "ord_1:ORDER_STATUS_CANCELLING", "ord_1:ORDER_STATUS_CANCELLED"}
+	got, seqs := feed(t, s, "cus_a", 0, 10)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("cus_a's feed (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]int64{1, 2, 3, 4}, seqs); diff != "" {
+		t.Errorf("cus_a's sequence numbers (-want +got):\n%s", diff)
+	}
+	if got, seqs := feed(t, s, "cus_b", 0, 10); !cmp.Equal(got, []string{"ord_b:ORDER_STATUS_PAID"}) || !cmp.Equal(seqs, []int64{1}) {
+		t.Errorf("cus_b's feed: got %v %v, want its one change numbered 1", got, seqs)
+	}
+	if got, seqs := feed(t, s, "cus_a", 1, 2); !cmp.Equal(got, want[1:3]) || !cmp.Equal(seqs, []int64{2, 3}) {
+		t.Errorf("Changes(after 1, limit 2): got %v %v, want %v numbered 2, 3", got, seqs, want[1:3])
+	}
+	if last, err := s.LastChange(ctx, "cus_a"); err != nil || last != 4 {
+		t.Errorf("LastChange: got %d (err %v), want 4", last, err)
+	}
+
+	// Pruning drops old changes but never reuses their numbers, also after a
+	// restart.
+	if err := s.PruneChanges(ctx, time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := feed(t, s, "cus_a", 0, 10); len(got) != 4 {
+		t.Fatalf("after pruning what is older than an hour: %d changes, want 4", len(got))
+	}
+	if err := s.PruneChanges(ctx, time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := feed(t, s, "cus_a", 0, 10); len(got) != 0 {
+		t.Fatalf("after pruning everything: %v, want none", got)
+	}
+	s.Close()
+	s = reopen()
+	if last, err := s.LastChange(ctx, "cus_a"); err != nil || last != 4 {
+		t.Errorf("LastChange after pruning and reopening: got %d (err %v), want 4", last, err)
+	}
+	if _, _, err := s.Update(ctx, "ord_2", setStatus(ordersv1.OrderStatus_ORDER_STATUS_CANCELLED)); err != nil {
+		t.Fatal(err)
+	}
+	if got, seqs := feed(t, s, "cus_a", 0, 10); !cmp.Equal(got, []string{"ord_2:ORDER_STATUS_CANCELLED"}) || !cmp.Equal(seqs, []int64{5}) {
+		t.Errorf("after pruning: got %v %v, want the new change numbered 5", got, seqs)
+	}
+}
+
+// testChangeFeedConcurrent updates one customer's orders from two stores on
+// the same database at once: every change gets its own number, without gaps.
+func testChangeFeedConcurrent(t *testing.T, newStore NewStore) {
+	s, reopen := newStore(t)
+	stores := []orders.Store{s, reopen()}
+	const n = 20
+	for i := range n {
+		create(t, s, fmt.Sprintf("key-%d", i), newOrder(fmt.Sprintf("ord_%d", i), time.Now()))
+	}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			if _, _, err := stores[i%2].Update(context.Background(), fmt.Sprintf("ord_%d", i), setStatus(ordersv1.OrderStatus_ORDER_STATUS_PAID)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	got, seqs := feed(t, stores[1], "cus_a", 0, 2*n)
+	if len(got) != n {
+		t.Fatalf("got %d changes, want %d", len(got), n)
+	}
+	for i, seq := range seqs {
+		if seq != int64(i+1) {
+			t.Fatalf("sequence numbers %v, want 1..%d", seqs, n)
+		}
+	}
+}
+
+// testListen checks that Listen says it listens (changed("")), then names
+// the customer of each update made through the store.
+func testListen(t *testing.T, newStore NewStore) {
+	s, _ := newStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	heard := make(chan string, 100)
+	done := make(chan error, 1)
+	go func() { done <- s.Listen(ctx, func(customer string) { heard <- customer }) }()
+	next := func() string {
+		t.Helper()
+		select {
+		case c := <-heard:
+			return c
+		case err := <-done:
+			t.Fatalf("Listen returned %v", err)
+		case <-time.After(5 * time.Second):
+			t.Fatal("heard nothing in 5s")
+		}
+		return ""
+	}
+	if c := next(); c != "" {
+		t.Fatalf("first call: changed(%q), want changed(\"\") once listening", c)
+	}
+	create(t, s, "key-1", newOrder("ord_1", time.Now()))
+	if _, _, err := s.Update(context.Background(), "ord_1", setStatus(ordersv1.OrderStatus_ORDER_STATUS_PAID)); err != nil {
+		t.Fatal(err)
+	}
+	for c := next(); c != "cus_a"; c = next() {
+		if c != "" {
+			t.Fatalf("changed(%q) after an update of cus_a's order", c)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Listen after its context ended: %v, want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Listen still running 5s after its context ended")
 	}
 }

@@ -403,15 +403,18 @@ function feedEvent(o: Order): void {
 }
 
 // watch keeps a WatchOrders stream open on the current transport, and
-// reconnects after a pause if it ends or fails.
+// reconnects after a pause if it ends or fails, resuming after the last
+// change it saw, so none made meanwhile (on any orders instance) is missed.
 async function watch(signal: AbortSignal): Promise<void> {
   let pause = 500;
+  let resumeToken = "";
   while (!signal.aborted) {
     try {
-      const stream = state.client.watchOrders({}, { signal });
+      const stream = state.client.watchOrders({ resumeToken }, { signal });
       $("live-dot").classList.add("on");
       for await (const change of stream) {
         pause = 500;
+        resumeToken = change.resumeToken;
         if (!change.order) continue;
         feedEvent(change.order);
         upsertOrder(change.order);
@@ -423,6 +426,12 @@ async function watch(signal: AbortSignal): Promise<void> {
       if (code === Code.Unauthenticated) {
         showError(err); // only a reload helps: retrying would fail forever
         return;
+      }
+      if (code === Code.OutOfRange) {
+        // Away too long: what was missed is gone from the feed. Start from
+        // now and read the list again instead.
+        resumeToken = "";
+        void loadOrders(true).catch(() => {});
       }
     }
     $("live-dot").classList.remove("on");

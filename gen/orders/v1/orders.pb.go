@@ -44,6 +44,10 @@ const (
 	// reached or did not answer in time. Metadata "order_id" is the order's id;
 	// retry (CreateOrder with the same idempotency key).
 	ErrorReason_PAYMENTS_UNAVAILABLE ErrorReason = 3
+	// WatchOrders fails with OUT_OF_RANGE: the changes after its resume_token
+	// are no longer kept (they are kept for an hour). List the orders again and
+	// watch without a token.
+	ErrorReason_RESUME_TOKEN_EXPIRED ErrorReason = 4
 )
 
 // Enum value maps for ErrorReason.
@@ -53,12 +57,14 @@ var (
 		1: "CARD_DECLINED",
 		2: "IDEMPOTENCY_KEY_REUSED",
 		3: "PAYMENTS_UNAVAILABLE",
+		4: "RESUME_TOKEN_EXPIRED",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED": 0,
 		"CARD_DECLINED":            1,
 		"IDEMPOTENCY_KEY_REUSED":   2,
 		"PAYMENTS_UNAVAILABLE":     3,
+		"RESUME_TOKEN_EXPIRED":     4,
 	}
 )
 
@@ -1233,7 +1239,10 @@ func (x *CancelOrderResponse) GetOrder() *Order {
 
 // WatchOrdersRequest starts a stream of order changes.
 type WatchOrdersRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty: stream the changes made from now on. Else the resume_token of the
+	// last change the client saw: stream every change after it, then go on.
+	ResumeToken   string `protobuf:"bytes,1,opt,name=resume_token,json=resumeToken,proto3" json:"resume_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1268,11 +1277,21 @@ func (*WatchOrdersRequest) Descriptor() ([]byte, []int) {
 	return file_orders_v1_orders_proto_rawDescGZIP(), []int{18}
 }
 
+func (x *WatchOrdersRequest) GetResumeToken() string {
+	if x != nil {
+		return x.ResumeToken
+	}
+	return ""
+}
+
 // WatchOrdersResponse is one change.
 type WatchOrdersResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The order as it is after the change.
-	Order         *Order `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
+	Order *Order `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
+	// Opaque; pass it as WatchOrdersRequest.resume_token to resume after this
+	// change.
+	ResumeToken   string `protobuf:"bytes,2,opt,name=resume_token,json=resumeToken,proto3" json:"resume_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1312,6 +1331,13 @@ func (x *WatchOrdersResponse) GetOrder() *Order {
 		return x.Order
 	}
 	return nil
+}
+
+func (x *WatchOrdersResponse) GetResumeToken() string {
+	if x != nil {
+		return x.ResumeToken
+	}
+	return ""
 }
 
 // GetStatsRequest is empty.
@@ -1559,10 +1585,12 @@ const file_orders_v1_orders_proto_rawDesc = "" +
 	"\x12CancelOrderRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"=\n" +
 	"\x13CancelOrderResponse\x12&\n" +
-	"\x05order\x18\x01 \x01(\v2\x10.orders.v1.OrderR\x05order\"\x14\n" +
-	"\x12WatchOrdersRequest\"=\n" +
+	"\x05order\x18\x01 \x01(\v2\x10.orders.v1.OrderR\x05order\"7\n" +
+	"\x12WatchOrdersRequest\x12!\n" +
+	"\fresume_token\x18\x01 \x01(\tR\vresumeToken\"`\n" +
 	"\x13WatchOrdersResponse\x12&\n" +
-	"\x05order\x18\x01 \x01(\v2\x10.orders.v1.OrderR\x05order\"\x11\n" +
+	"\x05order\x18\x01 \x01(\v2\x10.orders.v1.OrderR\x05order\x12!\n" +
+	"\fresume_token\x18\x02 \x01(\tR\vresumeToken\"\x11\n" +
 	"\x0fGetStatsRequest\"\x9a\x01\n" +
 	"\x10GetStatsResponse\x123\n" +
 	"\breplicas\x18\x01 \x03(\v2\x17.orders.v1.ReplicaStatsR\breplicas\x12\x1f\n" +
@@ -1572,12 +1600,13 @@ const file_orders_v1_orders_proto_rawDesc = "" +
 	"\fReplicaStats\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05calls\x18\x02 \x01(\x03R\x05calls\x12\x14\n" +
-	"\x05share\x18\x03 \x01(\x01R\x05share*t\n" +
+	"\x05share\x18\x03 \x01(\x01R\x05share*\x8e\x01\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rCARD_DECLINED\x10\x01\x12\x1a\n" +
 	"\x16IDEMPOTENCY_KEY_REUSED\x10\x02\x12\x18\n" +
-	"\x14PAYMENTS_UNAVAILABLE\x10\x03*\xb8\x01\n" +
+	"\x14PAYMENTS_UNAVAILABLE\x10\x03\x12\x18\n" +
+	"\x14RESUME_TOKEN_EXPIRED\x10\x04*\xb8\x01\n" +
 	"\vOrderStatus\x12\x1c\n" +
 	"\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14ORDER_STATUS_PENDING\x10\x01\x12\x15\n" +

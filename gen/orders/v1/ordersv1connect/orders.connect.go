@@ -87,8 +87,12 @@ type OrderServiceClient interface {
 	// NOT_FOUND if the id is unknown or another customer's, FAILED_PRECONDITION if the order was never paid, and UNAVAILABLE
 	// (reason PAYMENTS_UNAVAILABLE) if payments cannot be reached (retry).
 	CancelOrder(context.Context, *connect.Request[v1.CancelOrderRequest]) (*connect.Response[v1.CancelOrderResponse], error)
-	// WatchOrders streams every order of the caller's that is created or changes
-	// state from now on, until the client goes away.
+	// WatchOrders streams every change of the caller's orders from now on (or
+	// from a resume token on), in the order the changes were made, on whichever
+	// orders instance: an order appears once its payment is settled or when it
+	// waits for payments, and again whenever its status changes. It runs until
+	// the client goes away or the instance shuts down; reconnect with the last
+	// resume_token to miss nothing in between.
 	WatchOrders(context.Context, *connect.Request[v1.WatchOrdersRequest]) (*connect.ServerStreamForClient[v1.WatchOrdersResponse], error)
 	// GetStats returns how this orders instance has spread its calls to
 	// payments over the payments replicas since it started: counts per replica,
@@ -246,8 +250,12 @@ type OrderServiceHandler interface {
 	// NOT_FOUND if the id is unknown or another customer's, FAILED_PRECONDITION if the order was never paid, and UNAVAILABLE
 	// (reason PAYMENTS_UNAVAILABLE) if payments cannot be reached (retry).
 	CancelOrder(context.Context, *connect.Request[v1.CancelOrderRequest]) (*connect.Response[v1.CancelOrderResponse], error)
-	// WatchOrders streams every order of the caller's that is created or changes
-	// state from now on, until the client goes away.
+	// WatchOrders streams every change of the caller's orders from now on (or
+	// from a resume token on), in the order the changes were made, on whichever
+	// orders instance: an order appears once its payment is settled or when it
+	// waits for payments, and again whenever its status changes. It runs until
+	// the client goes away or the instance shuts down; reconnect with the last
+	// resume_token to miss nothing in between.
 	WatchOrders(context.Context, *connect.Request[v1.WatchOrdersRequest], *connect.ServerStream[v1.WatchOrdersResponse]) error
 	// GetStats returns how this orders instance has spread its calls to
 	// payments over the payments replicas since it started: counts per replica,
