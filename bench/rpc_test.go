@@ -87,6 +87,8 @@ func (keepNothing) Charge(_ context.Context, _ string, _ []byte, p *paymentsv1.P
 
 func (keepNothing) Close() error { return nil }
 
+func (keepNothing) Ping(context.Context) error { return nil }
+
 // serviceKey is the key with which the clients prove to the shop's replica
 // that they are orders, as in production.
 var serviceKey = func() auth.Key {

@@ -64,6 +64,8 @@ type Store interface {
 	// calls changed(""), meaning any customer, so that callers catch up on
 	// what they missed before; it also may call changed("") at any time.
 	Listen(ctx context.Context, changed func(customerID string)) error
+	// Ping reports whether the database answers, for readiness checks.
+	Ping(ctx context.Context) error
 	// Close releases the store.
 	Close() error
 }

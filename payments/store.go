@@ -24,6 +24,8 @@ type Store interface {
 	Refund(ctx context.Context, id string, now time.Time) (*paymentsv1.Payment, error)
 	// Payment returns the payment with the given id, or [ErrNotFound].
 	Payment(ctx context.Context, id string) (*paymentsv1.Payment, error)
+	// Ping reports whether the database answers, for readiness checks.
+	Ping(ctx context.Context) error
 	// Close releases the store.
 	Close() error
 }

@@ -168,6 +168,12 @@ func (db *DB) Close() error {
 	return errors.Join(f.writes.Close(), f.reads.Close())
 }
 
+// Ping reads the file's schema, to tell whether the database answers.
+func (db *DB) Ping(ctx context.Context) error {
+	var n int
+	return db.file.reads.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_schema`).Scan(&n)
+}
+
 // QueryRow runs a query that reads one row. It sees every committed write.
 func (db *DB) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
 	return db.file.reads.QueryRowContext(ctx, query, args...)

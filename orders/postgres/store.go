@@ -124,6 +124,9 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// Ping implements [orders.Store].
+func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+
 // Create implements [orders.Store].
 //
 // The unique (customer_id, idempotency_key) decides which order a key gets,

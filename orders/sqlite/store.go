@@ -99,6 +99,9 @@ func Open(ctx context.Context, path string) (*Store, error) {
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 
+// Ping implements [orders.Store].
+func (s *Store) Ping(ctx context.Context) error { return s.db.Ping(ctx) }
+
 // Create implements [orders.Store].
 func (s *Store) Create(ctx context.Context, key string, requestHash []byte, paymentToken string, o *ordersv1.Order) (*ordersv1.Order, error) {
 	data, err := proto.Marshal(o)

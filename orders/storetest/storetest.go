@@ -34,6 +34,7 @@ func Run(t *testing.T, newStore NewStore) {
 		contract.Test[NewStore]{Name: "ListPagesNewestFirst", Run: testList},
 		contract.Test[NewStore]{Name: "Unsettled", Run: testUnsettled},
 		contract.Test[NewStore]{Name: "SurvivesReopen", Run: testSurvivesReopen},
+		contract.Test[NewStore]{Name: "Ping", Run: testPing},
 		contract.Test[NewStore]{Name: "ChangeFeed", Run: testChangeFeed},
 		contract.Test[NewStore]{Name: "ChangeFeedNumbersConcurrentUpdatesInOrder", Run: testChangeFeedConcurrent},
 		contract.Test[NewStore]{Name: "ListenHearsUpdates", Run: testListen},
@@ -487,5 +488,16 @@ func testListen(t *testing.T, newStore NewStore) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Listen still running 5s after its context ended")
+	}
+}
+
+// testPing checks that an open store answers a ping, as readiness checks
+// ask.
+func testPing(t *testing.T, newStore NewStore) {
+	s, _ := newStore(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("Ping: %v", err)
 	}
 }

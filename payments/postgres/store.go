@@ -84,6 +84,9 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// Ping implements [payments.Store].
+func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+
 // Charge implements [payments.Store].
 //
 // The unique idempotency_key decides which payment a key gets: the INSERT

@@ -56,6 +56,9 @@ func (s *Store) Share() *Store { return &Store{db: s.db.Share()} }
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 
+// Ping implements [payments.Store].
+func (s *Store) Ping(ctx context.Context) error { return s.db.Ping(ctx) }
+
 // Charge implements [payments.Store].
 func (s *Store) Charge(ctx context.Context, key string, requestHash []byte, p *paymentsv1.Payment) (*paymentsv1.Payment, error) {
 	var stored *paymentsv1.Payment

@@ -29,6 +29,7 @@ func Run(t *testing.T, newStore NewStore) {
 		contract.Test[NewStore]{Name: "ConcurrentChargesAcrossReplicas", Run: testConcurrentCharges},
 		contract.Test[NewStore]{Name: "Refund", Run: testRefund},
 		contract.Test[NewStore]{Name: "SurvivesReopen", Run: testSurvivesReopen},
+		contract.Test[NewStore]{Name: "Ping", Run: testPing},
 	)
 }
 
@@ -171,5 +172,16 @@ func testSurvivesReopen(t *testing.T, newStore NewStore) {
 	contract.Equal(t, p, got)
 	if again := charge(t, s, "key-1", newPayment("pay_2", paymentsv1.PaymentStatus_PAYMENT_STATUS_CAPTURED)); again.GetId() != p.GetId() {
 		t.Errorf("Charge after reopen: got %s, want %s (the key is remembered)", again.GetId(), p.GetId())
+	}
+}
+
+// testPing checks that an open store answers a ping, as readiness checks
+// ask.
+func testPing(t *testing.T, newStore NewStore) {
+	s, _ := newStore(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("Ping: %v", err)
 	}
 }
