@@ -12,6 +12,7 @@ import (
 	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
 	paymentsv1 "github.com/connectshop/connectshop/gen/payments/v1"
 	"github.com/connectshop/connectshop/internal/rpc"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -43,6 +44,7 @@ func (s *Service) CreateOrder(ctx context.Context, req *connect.Request[ordersv1
 		Total:      total,
 		CreatedAt:  now,
 		UpdatedAt:  now,
+		TraceId:    traceID(ctx),
 	})
 	if err != nil {
 		return nil, s.toConnect(ctx, err)
@@ -148,6 +150,15 @@ func requestHash(msg *ordersv1.CreateOrderRequest) []byte {
 	clone := proto.CloneOf(msg)
 	clone.IdempotencyKey = ""
 	return rpc.Fingerprint(clone)
+}
+
+// traceID returns the W3C trace id of the call ctx belongs to, or "" if it
+// is not traced.
+func traceID(ctx context.Context) string {
+	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
+		return sc.TraceID().String()
+	}
+	return ""
 }
 
 // charge asks payments to charge a pending order and records the outcome. It

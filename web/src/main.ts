@@ -270,6 +270,10 @@ function hopsView(order: Order): HTMLElement {
   for (const hop of order.hops) {
     parts.push(hopArrow(hop), h("span", { class: "node", "data-server": hop.server }, hop.server));
   }
+  if (order.traceId) {
+    // The same id the servers' logs and spans carry: paste it into the tracing backend.
+    parts.push(h("span", { class: "trace muted small", title: "W3C trace id of this order's CreateOrder" }, "trace ", h("code", { "data-trace-id": order.traceId }, order.traceId)));
+  }
   return h("div", { class: "hops" }, ...parts);
 }
 

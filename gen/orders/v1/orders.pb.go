@@ -541,7 +541,11 @@ type Order struct {
 	// When the order last changed.
 	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	// The customer who placed it.
-	CustomerId    string `protobuf:"bytes,10,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	CustomerId string `protobuf:"bytes,10,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	// The W3C trace id (32 lower-case hex digits) of the CreateOrder call that
+	// placed it: look it up in the tracing backend to see its spans in orders,
+	// payments and their databases. Empty if that call was not traced.
+	TraceId       string `protobuf:"bytes,11,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -642,6 +646,13 @@ func (x *Order) GetUpdatedAt() *timestamppb.Timestamp {
 func (x *Order) GetCustomerId() string {
 	if x != nil {
 		return x.CustomerId
+	}
+	return ""
+}
+
+func (x *Order) GetTraceId() string {
+	if x != nil {
+		return x.TraceId
 	}
 	return ""
 }
@@ -1538,7 +1549,7 @@ const file_orders_v1_orders_proto_rawDesc = "" +
 	"\bprotocol\x18\x03 \x01(\tR\bprotocol\x12\x14\n" +
 	"\x05codec\x18\x04 \x01(\tR\x05codec\x12!\n" +
 	"\fhttp_version\x18\x05 \x01(\tR\vhttpVersion\x125\n" +
-	"\bduration\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\bduration\"\x9e\x03\n" +
+	"\bduration\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\bduration\"\xb9\x03\n" +
 	"\x05Order\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x16.orders.v1.OrderStatusR\x06status\x12*\n" +
@@ -1554,7 +1565,8 @@ const file_orders_v1_orders_proto_rawDesc = "" +
 	"updated_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x1f\n" +
 	"\vcustomer_id\x18\n" +
 	" \x01(\tR\n" +
-	"customerId\"\x16\n" +
+	"customerId\x12\x19\n" +
+	"\btrace_id\x18\v \x01(\tR\atraceId\"\x16\n" +
 	"\x14CreateSessionRequest\"\x89\x01\n" +
 	"\x15CreateSessionResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1f\n" +
