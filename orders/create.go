@@ -25,7 +25,8 @@ import (
 // idempotency key. A retry, a concurrent duplicate, or the recovery loop
 // after a crash between the charge and the order update therefore finds the
 // same order and charges it at most once.
-func (s *Service) CreateOrder(ctx context.Context, req *connect.Request[ordersv1.CreateOrderRequest]) (*connect.Response[ordersv1.CreateOrderResponse], error) {
+func (s *Service) CreateOrder(ctx context.Context, req *connect.Request[ordersv1.CreateOrderRequest]) (_ *connect.Response[ordersv1.CreateOrderResponse], err error) {
+	defer func() { s.metrics.countCreate(ctx, err) }()
 	msg := req.Msg
 	if err := validateCreate(msg); err != nil {
 		return nil, err

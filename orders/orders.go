@@ -14,6 +14,7 @@ import (
 	"github.com/connectshop/connectshop/gen/orders/v1/ordersv1connect"
 	"github.com/connectshop/connectshop/internal/auth"
 	"github.com/connectshop/connectshop/internal/rpc"
+	"github.com/connectshop/connectshop/internal/telemetry"
 )
 
 // Config is everything an orders service is made of. Store and
@@ -44,6 +45,13 @@ type Config struct {
 	// WatchOrders streams, CreateOrder calls per customer. A zero field is its
 	// default.
 	Limits Limits
+	// Telemetry traces calls, store operations and the calls to payments,
+	// measures them and the shop's own figures, and gives the logger if
+	// Logger is nil; nil records nothing.
+	Telemetry *telemetry.Scope
+	// DrainDelay is how long [Server.Serve] goes on serving, with health
+	// NOT_SERVING, once its context ends, before it stops taking calls.
+	DrainDelay time.Duration
 
 	wrapPayments func(Payments) Payments // tests: inject failures
 }
@@ -59,11 +67,14 @@ type Server struct {
 	logger   *slog.Logger
 	store    Store
 	payments *paymentsClient
+	ready    *telemetry.Readiness
 	maxConns int
-	stop     context.CancelFunc
-	loops    sync.WaitGroup
-	close    sync.Once
-	closeErr error
+	// drainDelay: see [Config.DrainDelay].
+	drainDelay time.Duration
+	stop       context.CancelFunc
+	loops      sync.WaitGroup
+	close      sync.Once
+	closeErr   error
 }
 
 // New builds the orders service of cfg and starts its recovery loop. It is
@@ -71,7 +82,7 @@ type Server struct {
 func New(cfg Config) (*Server, error) {
 	logger := cfg.Logger
 	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+		logger = cfg.Telemetry.Logger() // discards without telemetry
 	}
 	if cfg.Store == nil {
 		return nil, errors.New("orders: no store")
@@ -83,7 +94,28 @@ func New(cfg Config) (*Server, error) {
 	if ttl <= 0 {
 		ttl = defaultSessionTTL
 	}
-	client, err := newPaymentsClient(cfg.Payments)
+	store := cfg.Store
+	if cfg.Telemetry != nil {
+		var err error
+		if store, err = traceStore(store, cfg.Telemetry.TracerProvider(), cfg.Telemetry.Registerer()); err != nil {
+			return nil, errors.Join(err, cfg.Store.Close())
+		}
+	}
+	// Ready while the database answers and a payments replica is healthy;
+	// the health of the OrderService follows, checked again as soon as a
+	// replica's health changes.
+	var client *paymentsClient
+	ready := telemetry.NewReadiness(
+		telemetry.Check{Name: "database", Func: cfg.Store.Ping},
+		telemetry.Check{Name: "payments", Func: func(context.Context) error {
+			if client.healthyReplicas() == 0 {
+				return errors.New("no healthy payments replica")
+			}
+			return nil
+		}},
+	)
+	metrics := newMetrics()
+	client, err := newPaymentsClient(cfg.Payments, cfg.Telemetry.Interceptors(), metrics, ready.Recheck)
 	if err != nil {
 		return nil, errors.Join(err, cfg.Store.Close())
 	}
@@ -91,12 +123,16 @@ func New(cfg Config) (*Server, error) {
 	if cfg.wrapPayments != nil {
 		pay = cfg.wrapPayments(pay)
 	}
-	svc := newService(logger, cfg.Store, pay, cfg.Payments.timeout(), auth.NewSessions(cfg.SessionKey, ttl))
+	svc := newService(logger, store, pay, cfg.Payments.timeout(), auth.NewSessions(cfg.SessionKey, ttl))
 	svc.hub.limits = cfg.Limits.watch()
+	svc.metrics = metrics
+	if err := metrics.register(cfg.Telemetry.Registerer(), svc, client.lb.Health); err != nil {
+		return nil, errors.Join(err, client.Close(), cfg.Store.Close())
+	}
 
-	mux := rpc.NewServeMux(ordersv1connect.OrderServiceName)
+	mux := rpc.NewServeMux(ready.HealthChecker(ordersv1connect.OrderServiceName), ordersv1connect.OrderServiceName)
 	path, handler := ordersv1connect.NewOrderServiceHandler(svc,
-		rpc.HandlerOptions(logger, serverName),
+		rpc.HandlerOptions(logger, serverName, cfg.Telemetry.Interceptors()...),
 		connect.WithInterceptors(svc.authenticate(), newOrderLimiter(cfg.Limits.OrderRate, cfg.Limits.OrderBurst).interceptor()))
 	// Connect, gRPC, gRPC-Web; WatchOrders sends under a write deadline.
 	mux.Handle(path, controlWatchWrites(handler))
@@ -112,8 +148,10 @@ func New(cfg Config) (*Server, error) {
 	// End every WatchOrders stream when the server shuts down, so a graceful
 	// shutdown does not wait for them.
 	httpServer.RegisterOnShutdown(svc.hub.close)
+	httpServer.RegisterOnShutdown(ready.Drain)
 
-	s := &Server{http: httpServer, svc: svc, logger: logger, store: cfg.Store, payments: client, maxConns: cfg.Limits.MaxConns}
+	s := &Server{http: httpServer, svc: svc, logger: logger, store: cfg.Store, payments: client, ready: ready,
+		maxConns: cfg.Limits.MaxConns, drainDelay: cfg.DrainDelay}
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	interval := cfg.RecoveryInterval
@@ -122,6 +160,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.loops.Go(func() { svc.runRecovery(ctx, interval) })
 	s.loops.Go(func() { svc.runFeed(ctx) })
+	ready.Check(ctx) // now, as the balancer's health changes, and every interval
+	s.loops.Go(func() { ready.Run(ctx, readyInterval) })
 	return s, nil
 }
 
@@ -133,9 +173,23 @@ func (s *Server) HTTPServer() *http.Server { return s.http }
 // Serve serves on lis until ctx is done, then shuts down gracefully (see
 // [rpc.Serve]), serving at most [Limits.MaxConns] connections at once. It
 // does not close s.
+//
+// When ctx ends, health turns NOT_SERVING at once, and the server goes on
+// serving for [Config.DrainDelay] before it shuts down.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+	ctx, stop := rpc.Draining(ctx, s.ready.Drain, s.drainDelay)
+	defer stop()
 	return rpc.Serve(ctx, s.http, rpc.LimitConns(lis, s.maxConns, s.logger), s.logger)
 }
+
+// readyInterval is how often orders checks its readiness, and so how soon
+// its health follows its database and the payments replicas.
+const readyInterval = 2 * time.Second
+
+// Readiness returns what decides whether orders is ready: its database
+// answers, a payments replica is healthy, and it is not shutting down.
+// /readyz and gRPC health follow it.
+func (s *Server) Readiness() *telemetry.Readiness { return s.ready }
 
 // HealthyPayments returns how many payments replicas pass their health
 // checks now.

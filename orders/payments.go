@@ -77,7 +77,11 @@ type paymentsClient struct {
 
 // newPaymentsClient returns the one payments client of an orders service,
 // built from cfg. Close it when done.
-func newPaymentsClient(cfg PaymentsConfig) (*paymentsClient, error) {
+//
+// Its calls go through observe (telemetry) after the retries, so that each
+// attempt is traced and measured; retries and ejections are counted in m;
+// onHealthChange is called when a replica's health may have changed.
+func newPaymentsClient(cfg PaymentsConfig, observe []connect.Interceptor, m *metrics, onHealthChange func()) (*paymentsClient, error) {
 	if cfg.Target == "" {
 		return nil, errors.New("no payments target")
 	}
@@ -85,7 +89,11 @@ func newPaymentsClient(cfg PaymentsConfig) (*paymentsClient, error) {
 	if cfg.HealthInterval > 0 {
 		healthInterval = cfg.HealthInterval
 	}
-	opts := []balance.Option{balance.WithHealthCheck(paymentsv1connect.PaymentServiceName, healthInterval)}
+	opts := []balance.Option{
+		balance.WithHealthCheck(paymentsv1connect.PaymentServiceName, healthInterval),
+		balance.WithOnEject(func(string) { m.ejections.Inc() }),
+		balance.WithOnHealthChange(onHealthChange),
+	}
 	if cfg.ResolveInterval > 0 {
 		opts = append(opts, balance.WithResolveInterval(cfg.ResolveInterval))
 	}
@@ -105,8 +113,9 @@ func newPaymentsClient(cfg PaymentsConfig) (*paymentsClient, error) {
 		// order id and the payment id), so a call that a dead or restarting
 		// replica could not answer is sent again, to whichever replica the
 		// balancer picks next.
-		rpc.RetryInterceptor(paymentAttempts, paymentAttemptTimeout, paymentBackoff),
+		rpc.RetryInterceptor(paymentAttempts, paymentAttemptTimeout, paymentBackoff, func(connect.Spec, error) { m.retries.Inc() }),
 	}
+	interceptors = append(interceptors, observe...)
 	if len(cfg.ServiceKey) > 0 {
 		interceptors = append(interceptors, auth.ServiceCredentials(cfg.ServiceKey, auth.OrdersCaller, auth.PaymentsAudience))
 	}

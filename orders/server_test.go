@@ -2,11 +2,13 @@ package orders_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"connectrpc.com/grpcreflect"
@@ -35,6 +37,8 @@ func TestReflection(t *testing.T) {
 	}
 }
 
+// Health answers SERVING once the server is ready: orders as soon as its
+// balancer has found a healthy payments replica, just after it starts.
 func TestHealth(t *testing.T) {
 	t.Parallel()
 	s := newShop(t, shopConfig{})
@@ -42,17 +46,27 @@ func TestHealth(t *testing.T) {
 		srv     *memhttp.Server
 		service string
 	}{{s.orders, "orders.v1.OrderService"}, {s.orders, ""}, {s.payments, "payments.v1.PaymentService"}} {
-		resp, err := check.srv.HTTP1Client().Post(check.srv.URL()+"/grpc.health.v1.Health/Check", "application/json",
-			strings.NewReader(`{"service":"`+check.service+`"}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if !strings.Contains(string(body), "SERVING_STATUS_SERVING") {
-			t.Errorf("health of %q: got %d %s, want SERVING", check.service, resp.StatusCode, body)
-		}
+		waitFor(t, 5*time.Second, "health of "+check.service+" is not SERVING", func() bool {
+			return healthStatus(t, check.srv, check.service) == "SERVING_STATUS_SERVING"
+		})
 	}
+}
+
+// healthStatus asks srv's gRPC health service, in Connect JSON, for the
+// status of service.
+func healthStatus(t *testing.T, srv *memhttp.Server, service string) string {
+	t.Helper()
+	resp, err := srv.HTTP1Client().Post(srv.URL()+"/grpc.health.v1.Health/Check", "application/json",
+		strings.NewReader(`{"service":"`+service+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got struct{ Status string }
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+		t.Fatal(err)
+	}
+	return got.Status
 }
 
 // A page on an allowed origin may call the API with the Connect and

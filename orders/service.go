@@ -41,6 +41,7 @@ type Service struct {
 	sessions       *auth.Sessions
 	hub            *hub
 	stats          *replicaStats
+	metrics        *metrics
 }
 
 var _ ordersv1connect.OrderServiceHandler = (*Service)(nil)

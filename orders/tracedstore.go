@@ -6,6 +6,7 @@ import (
 
 	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
 	"github.com/connectshop/connectshop/internal/dbtrace"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -15,8 +16,12 @@ type tracedStore struct {
 	t dbtrace.Tracer
 }
 
-func traceStore(s Store, tp trace.TracerProvider) Store {
-	return tracedStore{Store: s, t: dbtrace.New(tp, "orders", s)}
+func traceStore(s Store, tp trace.TracerProvider, reg prometheus.Registerer) (Store, error) {
+	t, err := dbtrace.New(tp, reg, "orders", s)
+	if err != nil {
+		return nil, err
+	}
+	return tracedStore{Store: s, t: t}, nil
 }
 
 func (s tracedStore) Create(ctx context.Context, key string, requestHash []byte, paymentToken string, o *ordersv1.Order) (*ordersv1.Order, error) {

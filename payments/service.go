@@ -34,6 +34,7 @@ type Service struct {
 	logger  *slog.Logger
 	store   Store
 	replica string
+	metrics *metrics
 }
 
 var _ paymentsv1connect.PaymentServiceHandler = (*Service)(nil)
@@ -48,8 +49,9 @@ func (s *Service) Charge(ctx context.Context, req *connect.Request[paymentsv1.Ch
 	if msg.GetPaymentToken() == TokenDeclined {
 		status = paymentsv1.PaymentStatus_PAYMENT_STATUS_DECLINED
 	}
+	id := newID("pay_")
 	p, err := s.store.Charge(ctx, msg.GetIdempotencyKey(), requestHash(msg), &paymentsv1.Payment{
-		Id:        newID("pay_"),
+		Id:        id,
 		Status:    status,
 		Amount:    msg.GetAmount(),
 		Reference: msg.GetReference(),
@@ -59,6 +61,7 @@ func (s *Service) Charge(ctx context.Context, req *connect.Request[paymentsv1.Ch
 	if err != nil {
 		return nil, s.toConnect(ctx, err)
 	}
+	s.metrics.charged(p, p.GetId() != id)
 	if p.GetStatus() == paymentsv1.PaymentStatus_PAYMENT_STATUS_DECLINED {
 		return nil, rpc.NewErrorWithReason(connect.CodeFailedPrecondition, paymentsv1.ErrorReason_CARD_DECLINED.String(),
 			"card declined", map[string]string{"payment_id": p.GetId()})

@@ -11,7 +11,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"time"
 
@@ -22,7 +21,7 @@ import (
 
 func main() { cli.Main("orders", run) }
 
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) (err error) {
 	fs := cli.NewFlagSet(args[0], stderr)
 	addr := fs.String("addr", "localhost:8080", "address to listen on (Connect, gRPC, gRPC-Web, REST, the page; HTTP/1.1 and h2c)")
 	db := fs.String("db", "data/orders.db", "SQLite database file, or a postgres:// URL (several orders instances may share one)")
@@ -33,6 +32,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		"file with the key that signs customer sessions, base64; every orders instance needs the same one (env SESSION_KEY_FILE; default: session.key beside -db, made on first start)")
 	recovery := fs.Duration("recovery-interval", 30*time.Second, "how often orders left half-way (PENDING, CANCELLING) are settled; each waits twice the payment timeout (10s) first")
 	limits := cli.OrderLimits(fs)
+	obs := cli.TelemetryFlags(fs, getenv, "")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -40,7 +40,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, nil)).With("service", "orders")
+	tel, err := obs.Setup(ctx, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, cli.Shutdown(tel)) }()
+	scope, err := tel.Scope("orders", "")
+	if err != nil {
+		return err
+	}
+	logger := scope.Logger()
 	serviceKey, err := cli.ReadServiceKey(*keyFile)
 	if err != nil {
 		return err
@@ -57,6 +66,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	defer lis.Close() // in case setup fails before Serve owns it
+	admin, err := obs.ListenAdmin()
+	if err != nil {
+		return err
+	}
+	if admin != nil {
+		defer admin.Close()
+	}
 	store, err := cli.OpenOrders(ctx, *db)
 	if err != nil {
 		return err
@@ -70,9 +86,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Page:             web.Handler(),
 		AllowedOrigins:   *origins,
 		Limits:           lim,
+		Telemetry:        scope,
+		DrainDelay:       *obs.DrainDelay,
 	})
 	if err != nil {
 		return err
 	}
-	return errors.Join(srv.Serve(ctx, lis), srv.Close())
+	serve := func(ctx context.Context) error { return srv.Serve(ctx, lis) }
+	return errors.Join(cli.ServeAdmin(ctx, admin, tel, srv.Readiness(), logger, serve), srv.Close())
 }

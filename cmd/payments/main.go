@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 
 	"github.com/connectshop/connectshop/internal/cli"
@@ -19,7 +18,7 @@ import (
 
 func main() { cli.Main("payments", run) }
 
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) (err error) {
 	fs := cli.NewFlagSet(args[0], stderr)
 	addr := fs.String("addr", "localhost:8081", "address to listen on (Connect, gRPC, gRPC-Web; HTTP/1.1 and h2c)")
 	name := fs.String("name", "payments-1", "replica name, recorded on every payment it charges")
@@ -29,6 +28,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	insecure := fs.Bool("insecure", false, "serve payments without -service-key-file: anyone who reaches the port can charge and refund (demos only)")
 	faults := cli.Faults(fs, "every payment call")
 	maxConns := cli.MaxConns(fs)
+	obs := cli.TelemetryFlags(fs, getenv, "")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -42,7 +42,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if key == nil && !*insecure {
 		return errors.New("-service-key-file is required: it holds the key orders proves itself with, so that nobody else can charge or refund (pass -insecure to serve any caller)")
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, nil)).With("service", *name)
+	tel, err := obs.Setup(ctx, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, cli.Shutdown(tel)) }()
+	scope, err := tel.Scope("payments", *name)
+	if err != nil {
+		return err
+	}
+	logger := scope.Logger()
 	if *insecure {
 		logger.Warn("running with -insecure: any caller can charge and refund")
 	}
@@ -51,6 +60,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	defer lis.Close() // in case setup fails before Serve owns it
+	admin, err := obs.ListenAdmin()
+	if err != nil {
+		return err
+	}
+	if admin != nil {
+		defer admin.Close()
+	}
 	store, err := cli.OpenPayments(ctx, *db)
 	if err != nil {
 		return err
@@ -64,9 +80,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Faults:         *faults,
 		AllowedOrigins: *origins,
 		MaxConns:       *maxConns,
+		Telemetry:      scope,
+		DrainDelay:     *obs.DrainDelay,
 	})
 	if err != nil {
 		return err
 	}
-	return errors.Join(srv.Serve(ctx, lis), srv.Close())
+	serve := func(ctx context.Context) error { return srv.Serve(ctx, lis) }
+	return errors.Join(cli.ServeAdmin(ctx, admin, tel, srv.Readiness(), logger, serve), srv.Close())
 }

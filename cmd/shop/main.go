@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -23,7 +22,7 @@ import (
 
 func main() { cli.Main("shop", run) }
 
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) (err error) {
 	fs := cli.NewFlagSet(args[0], stderr)
 	addr := fs.String("addr", "localhost:8080", "address of orders and the page; payments replicas take the next ports")
 	replicas := fs.Int("replicas", 3, "number of payments replicas")
@@ -31,6 +30,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	origins := cli.Origins(fs, getenv)
 	faults := cli.Faults(fs, "every call to payments-1 (the others stay healthy, for contrast)")
 	limits := cli.OrderLimits(fs)
+	obs := cli.TelemetryFlags(fs, getenv, "localhost:9090")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -49,7 +49,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return fmt.Errorf("-addr: port: %w", err)
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	tel, err := obs.Setup(ctx, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, cli.Shutdown(tel)) }()
+	logger := tel.Logger
 	sessionKey, err := cli.SessionKey("", filepath.Join(*data, "orders.db"))
 	if err != nil {
 		return err
@@ -72,6 +77,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 		paymentLis = append(paymentLis, lis)
 	}
+	admin, err := obs.ListenAdmin()
+	if err != nil {
+		return err
+	}
 	return shop.Run(ctx, shop.Config{
 		Logger:         logger,
 		Orders:         ordersLis,
@@ -82,5 +91,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Faults:         *faults,
 		AllowedOrigins: *origins,
 		Limits:         lim,
+		Telemetry:      tel,
+		Admin:          admin,
+		DrainDelay:     *obs.DrainDelay,
 	})
 }

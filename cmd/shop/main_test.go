@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
@@ -21,18 +22,22 @@ import (
 func TestRunServesTheShop(t *testing.T) {
 	t.Parallel()
 	// One customer places 30 orders below, at once: over the default burst.
-	args := []string{"shop", "-addr", "127.0.0.1:0", "-replicas", "3", "-data", t.TempDir(), "-order-burst", "30"}
+	args := []string{"shop", "-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0", "-replicas", "3", "-data", t.TempDir(), "-order-burst", "30"}
 	baseURL, stop := startShop(t, args)
 
-	// gRPC health, here over the Connect protocol with JSON, as curl would.
-	resp, err := http.Post(baseURL+"/grpc.health.v1.Health/Check", "application/json", strings.NewReader(`{"service":"orders.v1.OrderService"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(body), `"SERVING_STATUS_SERVING"`) {
-		t.Fatalf("health check: got %d %s, want SERVING", resp.StatusCode, body)
+	// gRPC health, here over the Connect protocol with JSON, as curl would:
+	// SERVING once orders has found a healthy payments replica.
+	var body []byte
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(string(body), `"SERVING_STATUS_SERVING"`); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("health check: got %s for 5s, want SERVING", body)
+		}
+		resp, err := http.Post(baseURL+"/grpc.health.v1.Health/Check", "application/json", strings.NewReader(`{"service":"orders.v1.OrderService"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
 	}
 
 	httpClient := rpc.NewH2CClient()

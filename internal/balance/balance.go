@@ -64,11 +64,25 @@ type options struct {
 	healthInterval  time.Duration
 	service         string
 	dial            func(ctx context.Context, network, address string) (net.Conn, error)
+	onEject         func(addr string)
+	onChange        func()
 }
 
 type optionFunc func(*options)
 
 func (f optionFunc) apply(o *options) { f(o) }
+
+// WithOnEject calls fn, which must not block, with the address of each
+// replica ejected for failing at the transport (for metrics).
+func WithOnEject(fn func(addr string)) Option {
+	return optionFunc(func(o *options) { o.onEject = fn })
+}
+
+// WithOnHealthChange calls fn, which must not block, whenever the health of
+// a replica may have changed: see [Client.Health].
+func WithOnHealthChange(fn func()) Option {
+	return optionFunc(func(o *options) { o.onChange = fn })
+}
 
 // WithResolver replaces the resolver the target implies; tests use it to
 // change the set of replicas at will.
@@ -112,6 +126,7 @@ func NewClient(target string, opts ...Option) (*Client, error) {
 		res = o.resolver
 	}
 	ejector := newEjector()
+	ejector.onEject, ejector.onChange = o.onEject, o.onChange
 	ctx, cancel := context.WithCancel(context.Background())
 	lb := httplb.NewClient(
 		httplb.WithRootContext(ctx),

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
 	paymentsv1 "github.com/connectshop/connectshop/gen/payments/v1"
 	"github.com/connectshop/connectshop/gen/payments/v1/paymentsv1connect"
 	"github.com/connectshop/connectshop/internal/balance"
@@ -55,7 +56,7 @@ func serveReplica(t *testing.T, r *replica, withHealth bool) string {
 	t.Helper()
 	mux := http.NewServeMux()
 	if withHealth {
-		mux = rpc.NewServeMux(paymentsv1connect.PaymentServiceName)
+		mux = rpc.NewServeMux(grpchealth.NewStaticChecker(paymentsv1connect.PaymentServiceName), paymentsv1connect.PaymentServiceName)
 	}
 	mux.Handle(paymentsv1connect.NewPaymentServiceHandler(r))
 	return serve(t, mux)

@@ -19,6 +19,9 @@ import (
 // answers UNAVAILABLE, stops getting calls after two of them instead of at
 // the next health check.
 type ejector struct {
+	onEject  func(addr string) // nil: nobody is told
+	onChange func()            // nil: nobody is told
+
 	mu       sync.Mutex
 	replicas map[string]*replica // by host:port
 }
@@ -54,6 +57,7 @@ func (e *ejector) checker(active health.Checker) health.Checker {
 			}
 			e.mu.Unlock()
 			tracker.UpdateHealthState(c, state)
+			e.changed()
 		}))
 		return closerFunc(func() error {
 			e.mu.Lock()
@@ -108,7 +112,11 @@ func (e *ejector) observe(addr string, failed bool) {
 	c, tracker := r.conn, r.tracker
 	e.mu.Unlock()
 	if eject {
+		if e.onEject != nil {
+			e.onEject(addr)
+		}
 		tracker.UpdateHealthState(c, health.StateUnhealthy)
+		e.changed()
 		// Let the active checks bring it back once the ejection ends.
 		time.AfterFunc(ejectFor, func() { e.restore(addr, c) })
 	}
@@ -125,6 +133,14 @@ func (e *ejector) restore(addr string, c conn.Conn) {
 	state, tracker := r.lastActive, r.tracker
 	e.mu.Unlock()
 	tracker.UpdateHealthState(c, state)
+	e.changed()
+}
+
+// changed tells onChange that a replica's health may have changed.
+func (e *ejector) changed() {
+	if e.onChange != nil {
+		e.onChange()
+	}
 }
 
 // transport returns the h2c transport for httplb, with each replica's

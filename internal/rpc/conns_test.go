@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
 
@@ -41,7 +42,7 @@ func (b *syncBuffer) String() string {
 // connection cap of lis (a plain listener: the default), until the test ends.
 func serveLimited(t *testing.T, lis net.Listener, logger *slog.Logger) {
 	t.Helper()
-	srv := NewHTTPServer(NewServeMux("test.v1.TestService"), logger)
+	srv := NewHTTPServer(NewServeMux(grpchealth.NewStaticChecker("test.v1.TestService"), "test.v1.TestService"), logger)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Serve(ctx, srv, lis, logger) }()

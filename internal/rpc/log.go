@@ -10,8 +10,10 @@ import (
 )
 
 // logInterceptor writes one line per finished call: procedure, protocol,
-// code and duration. Server errors (INTERNAL, UNKNOWN, DATA_LOSS) are logged
-// at error level with their message, which the client never sees. A call
+// code and duration, at debug level: metrics count calls in production, and
+// a line per call costs more than the call's own work at thousands a second.
+// Failures are logged at warn, and server errors (INTERNAL, UNKNOWN,
+// DATA_LOSS) at error level with their message, which the client never sees. A call
 // whose client went away (cancelled, disconnected, out of time) is logged as
 // such, whatever error that caused inside: it is the client's doing, not a
 // failure of the server.
@@ -46,7 +48,7 @@ func (l *logging) WrapStreamingClient(next connect.StreamingClientFunc) connect.
 func (l *logging) log(ctx context.Context, procedure, protocol string, start time.Time, err error) {
 	attrs := []any{"procedure", procedure, "protocol", protocol, "duration", time.Since(start)}
 	if err == nil {
-		l.logger.InfoContext(ctx, "call", append(attrs, "code", "ok")...)
+		l.logger.DebugContext(ctx, "call", append(attrs, "code", "ok")...)
 		return
 	}
 	if cause := ctx.Err(); cause != nil {
@@ -67,6 +69,6 @@ func (l *logging) log(ctx context.Context, procedure, protocol string, start tim
 		if errors.As(err, &cerr) {
 			attrs = append(attrs, "msg", cerr.Message())
 		}
-		l.logger.InfoContext(ctx, "call", attrs...)
+		l.logger.WarnContext(ctx, "call failed", attrs...)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
 	paymentsv1 "github.com/connectshop/connectshop/gen/payments/v1"
 	"github.com/connectshop/connectshop/gen/payments/v1/paymentsv1connect"
 	"github.com/connectshop/connectshop/internal/memhttp/memhttptest"
@@ -54,7 +55,7 @@ func TestCanceledCallsAreNotErrors(t *testing.T) {
 	var logs syncBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h := stuck{entered: make(chan struct{})}
-	mux := rpc.NewServeMux(paymentsv1connect.PaymentServiceName)
+	mux := rpc.NewServeMux(grpchealth.NewStaticChecker(paymentsv1connect.PaymentServiceName), paymentsv1connect.PaymentServiceName)
 	mux.Handle(paymentsv1connect.NewPaymentServiceHandler(h, rpc.HandlerOptions(logger, "payments-1")))
 	srv := memhttptest.NewServer(t, rpc.Middleware(mux, nil))
 	c := paymentsv1connect.NewPaymentServiceClient(srv.Client(), srv.URL(), connect.WithGRPC())

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // RetryInterceptor retries a unary call that failed in a way another attempt
@@ -21,7 +23,10 @@ import (
 // NO_SIDE_EFFECTS: sending those twice is safe by contract (payments' Charge
 // and Refund are keyed by an idempotency key and a payment id). Anything else
 // gets one attempt.
-func RetryInterceptor(attempts int, attemptTimeout, backoff time.Duration) connect.UnaryInterceptorFunc {
+//
+// Each retry is an event on the span in the call's context, and is passed to
+// onRetry (nil: nobody is told) with the error that caused it.
+func RetryInterceptor(attempts int, attemptTimeout, backoff time.Duration, onRetry func(connect.Spec, error)) connect.UnaryInterceptorFunc {
 	return func(next connect.UnaryFunc) connect.UnaryFunc {
 		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 			if req.Spec().IdempotencyLevel == connect.IdempotencyUnknown {
@@ -37,6 +42,14 @@ func RetryInterceptor(attempts int, attemptTimeout, backoff time.Duration) conne
 				wait := time.Duration(rand.Int64N(int64(backoff) << (attempt - 1)))
 				if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
 					return resp, err // no time left for another attempt
+				}
+				trace.SpanFromContext(ctx).AddEvent("retry", trace.WithAttributes(
+					attribute.String("rpc.method", req.Spec().Procedure),
+					attribute.Int("attempt", attempt+1),
+					attribute.String("after", connect.CodeOf(err).String()),
+					attribute.Int64("backoff_ms", wait.Milliseconds())))
+				if onRetry != nil {
+					onRetry(req.Spec(), err)
 				}
 				select {
 				case <-ctx.Done():

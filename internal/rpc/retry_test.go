@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
 	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
 	"github.com/connectshop/connectshop/gen/orders/v1/ordersv1connect"
 	paymentsv1 "github.com/connectshop/connectshop/gen/payments/v1"
@@ -75,11 +76,11 @@ func TestRetryInterceptor(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			mux := rpc.NewServeMux()
+			mux := rpc.NewServeMux(grpchealth.NewStaticChecker())
 			mux.Handle(paymentsv1connect.NewPaymentServiceHandler(tt.server))
 			mux.Handle(ordersv1connect.NewOrderServiceHandler(tt.server))
 			srv := memhttptest.NewServer(t, mux)
-			retry := connect.WithInterceptors(rpc.RetryInterceptor(4, 200*time.Millisecond, 10*time.Millisecond))
+			retry := connect.WithInterceptors(rpc.RetryInterceptor(4, 200*time.Millisecond, 10*time.Millisecond, nil))
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			var err error
@@ -104,11 +105,11 @@ func TestRetryInterceptor(t *testing.T) {
 func TestRetryInterceptorRespectsDeadline(t *testing.T) {
 	t.Parallel()
 	server := &flaky{failures: 1000, errCode: connect.CodeUnavailable}
-	mux := rpc.NewServeMux()
+	mux := rpc.NewServeMux(grpchealth.NewStaticChecker())
 	mux.Handle(paymentsv1connect.NewPaymentServiceHandler(server))
 	srv := memhttptest.NewServer(t, mux)
 	c := paymentsv1connect.NewPaymentServiceClient(srv.Client(), srv.URL(), connect.WithGRPC(),
-		connect.WithInterceptors(rpc.RetryInterceptor(1000, time.Second, 50*time.Millisecond)))
+		connect.WithInterceptors(rpc.RetryInterceptor(1000, time.Second, 50*time.Millisecond, nil)))
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()

@@ -102,12 +102,13 @@ func Serve(ctx context.Context, srv *http.Server, lis net.Listener, logger *slog
 	return err
 }
 
-// NewServeMux returns a mux that already serves the gRPC health protocol and
-// server reflection (v1 and v1alpha) for the named services. Reflection lists
-// the health service too, so grpcurl and buf curl can call it by name.
-func NewServeMux(services ...string) *http.ServeMux {
+// NewServeMux returns a mux that already serves the gRPC health protocol,
+// answered by health, and server reflection (v1 and v1alpha) for the named
+// services. Reflection lists the health service too, so grpcurl and buf curl
+// can call it by name.
+func NewServeMux(health grpchealth.Checker, services ...string) *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(services...)))
+	mux.Handle(grpchealth.NewHandler(health))
 	reflector := grpcreflect.NewStaticReflector(append(services, grpchealth.HealthV1ServiceName)...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
@@ -115,13 +116,17 @@ func NewServeMux(services ...string) *http.ServeMux {
 }
 
 // HandlerOptions are the options of every Connect handler here: message size
-// limit, compression threshold, a bound on unary calls, the hop header, a
-// log line per call, and panics turned into INTERNAL errors. Decoding errors
+// limit, compression threshold, the interceptors first (telemetry: tracing
+// and metrics), a bound on unary calls, the hop header, a log line per call
+// (in the call's trace), and panics turned into INTERNAL errors. Decoding errors
 // are bounded (a JSON codec that quotes at most 256 bytes of what it could
 // not parse), and so is gzip: a request that inflates past
 // [MaxMessageBytes] is RESOURCE_EXHAUSTED as soon as it does, without
 // inflating the rest of a compression bomb.
-func HandlerOptions(logger *slog.Logger, server string) connect.HandlerOption {
+func HandlerOptions(logger *slog.Logger, server string, first ...connect.Interceptor) connect.HandlerOption {
+	interceptors := []connect.Interceptor{reachInterceptor()} // first: errors after it are the service's (see RESTErrors)
+	interceptors = append(interceptors, first...)
+	interceptors = append(interceptors, logInterceptor(logger), TimeoutInterceptor(UnaryTimeout), hopInterceptor(server))
 	return connect.WithHandlerOptions(
 		connect.WithReadMaxBytes(MaxMessageBytes),
 		connect.WithCompressMinBytes(CompressMinBytes),
@@ -129,12 +134,7 @@ func HandlerOptions(logger *slog.Logger, server string) connect.HandlerOption {
 		connect.WithCodec(jsonCodec{"json; charset=utf-8"}),
 		connect.WithCompression("gzip", nil, nil), // replace connect-go's, keeping one name
 		connect.WithCompression("gzip", newBoundedGzip, newGzipWriter),
-		connect.WithInterceptors(
-			reachInterceptor(), // first: errors after it are the service's (see RESTErrors)
-			logInterceptor(logger),
-			TimeoutInterceptor(UnaryTimeout),
-			hopInterceptor(server),
-		),
+		connect.WithInterceptors(interceptors...),
 		connect.WithRecover(func(ctx context.Context, spec connect.Spec, _ http.Header, p any) error {
 			logger.ErrorContext(ctx, "panic in handler", "procedure", spec.Procedure, "panic", p)
 			return connect.NewError(connect.CodeInternal, errors.New("internal error"))
@@ -150,4 +150,29 @@ func HandlerOptions(logger *slog.Logger, server string) connect.HandlerOption {
 func Middleware(h http.Handler, allowedOrigins []string) http.Handler {
 	return withCORS(observe(bodyDeadline(checkInput(h), bodyTimeout,
 		"/"+grpcreflect.ReflectV1ServiceName+"/", "/"+grpcreflect.ReflectV1AlphaServiceName+"/")), allowedOrigins)
+}
+
+// Draining returns a context for [Serve] that ends delay after ctx does,
+// having called drain when ctx ended: a server about to stop first says so
+// (its health turns NOT_SERVING) and keeps serving for delay, time for
+// balancers and probes to notice and send calls elsewhere, and only then
+// stops taking calls. Call stop when serving is over.
+func Draining(ctx context.Context, drain func(), delay time.Duration) (_ context.Context, stop func()) {
+	serveCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	go func() {
+		select {
+		case <-serveCtx.Done():
+			return
+		case <-ctx.Done():
+		}
+		drain()
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-serveCtx.Done():
+		}
+		cancel()
+	}()
+	return serveCtx, cancel
 }

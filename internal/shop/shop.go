@@ -14,8 +14,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/connectshop/connectshop/internal/auth"
+	"github.com/connectshop/connectshop/internal/cli"
+	"github.com/connectshop/connectshop/internal/telemetry"
 	"github.com/connectshop/connectshop/orders"
 	orderssqlite "github.com/connectshop/connectshop/orders/sqlite"
 	"github.com/connectshop/connectshop/payments"
@@ -46,11 +49,20 @@ type Config struct {
 	// Limits are orders' limits; their MaxConns caps every replica's
 	// connections too. A zero field is its default.
 	Limits orders.Limits
+	// Telemetry traces and measures every server, each in a scope of its
+	// own; nil records nothing.
+	Telemetry *telemetry.Telemetry
+	// Admin, if not nil, serves the admin endpoints of the whole shop:
+	// metrics of every server, ready when every server is.
+	Admin net.Listener
+	// DrainDelay: see [orders.Config.DrainDelay].
+	DrainDelay time.Duration
 }
 
 // server is what the shop runs of orders and payments.
 type server interface {
 	Serve(context.Context, net.Listener) error
+	Readiness() *telemetry.Readiness
 	Close() error
 }
 
@@ -59,29 +71,46 @@ type server interface {
 func Run(ctx context.Context, cfg Config) error {
 	servers, listeners, err := build(ctx, cfg)
 	if err != nil {
-		for _, lis := range append([]net.Listener{cfg.Orders}, cfg.Payments...) {
-			lis.Close()
+		for _, lis := range append([]net.Listener{cfg.Orders, cfg.Admin}, cfg.Payments...) {
+			if lis != nil {
+				lis.Close()
+			}
 		}
 		return err
 	}
-	cfg.Logger.Info("shop is open", "page", "http://"+cfg.Orders.Addr().String(), "payments", targets(cfg.Payments))
+	attrs := []any{"page", "http://" + cfg.Orders.Addr().String(), "payments", targets(cfg.Payments)}
+	if cfg.Admin != nil {
+		attrs = append(attrs, "admin", "http://"+cfg.Admin.Addr().String()+"/metrics")
+	}
+	cfg.Logger.Info("shop is open", attrs...)
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, len(servers))
-	for i, srv := range servers {
-		go func() { errc <- srv.Serve(ctx, listeners[i]) }()
-	}
-	var errs []error
-	for range servers {
-		errs = append(errs, <-errc)
-		cancel()
-	}
-	// Orders first: it calls payments until it is closed.
+	// The shop is ready when every server is.
+	var checks []telemetry.Check
 	for _, srv := range servers {
-		errs = append(errs, srv.Close())
+		checks = append(checks, telemetry.Check{Name: "server", Func: srv.Readiness().Check})
 	}
-	return errors.Join(errs...)
+	serve := func(ctx context.Context) error {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		errc := make(chan error, len(servers))
+		for i, srv := range servers {
+			go func() { errc <- srv.Serve(ctx, listeners[i]) }()
+		}
+		var errs []error
+		for range servers {
+			errs = append(errs, <-errc)
+			cancel()
+		}
+		// Orders first: it calls payments until it is closed.
+		for _, srv := range servers {
+			errs = append(errs, srv.Close())
+		}
+		return errors.Join(errs...)
+	}
+	if cfg.Admin == nil {
+		return serve(ctx)
+	}
+	return cli.ServeAdmin(ctx, cfg.Admin, cfg.Telemetry, telemetry.NewReadiness(checks...), cfg.Logger, serve)
 }
 
 // build assembles orders and the replicas, and returns them with their
@@ -108,6 +137,12 @@ func build(ctx context.Context, cfg Config) (servers []server, listeners []net.L
 	if err != nil {
 		return nil, nil, err
 	}
+	scope := func(service, instance string) (*telemetry.Scope, error) {
+		if cfg.Telemetry == nil {
+			return nil, nil
+		}
+		return cfg.Telemetry.Scope(service, instance)
+	}
 	var replicas []server
 	for i := range cfg.Payments {
 		name := "payments-" + strconv.Itoa(i+1)
@@ -119,7 +154,13 @@ func build(ctx context.Context, cfg Config) (servers []server, listeners []net.L
 		if i > 0 {
 			faults = payments.Faults{}
 		}
+		tel, err := scope("payments", name)
+		if err != nil {
+			return replicas, nil, errors.Join(err, store.Close())
+		}
 		srv, err := payments.New(payments.Config{
+			Telemetry:      tel,
+			DrainDelay:     cfg.DrainDelay,
 			Name:           name,
 			Logger:         cfg.Logger.With("service", name),
 			Store:          store,
@@ -137,7 +178,13 @@ func build(ctx context.Context, cfg Config) (servers []server, listeners []net.L
 	if err != nil {
 		return replicas, nil, err
 	}
+	tel, err := scope("orders", "")
+	if err != nil {
+		return replicas, nil, errors.Join(err, ordersStore.Close())
+	}
 	ordersSrv, err := orders.New(orders.Config{
+		Telemetry:      tel,
+		DrainDelay:     cfg.DrainDelay,
 		Logger:         cfg.Logger.With("service", "orders"),
 		Store:          ordersStore,
 		Payments:       orders.PaymentsConfig{Target: targets(cfg.Payments), ServiceKey: serviceKey},

@@ -33,6 +33,8 @@ type Readiness struct {
 	checks  []Check
 	timeout time.Duration // of each check: CheckTimeout, shorter in tests
 
+	recheck chan struct{} // holds a token when Run should check now
+
 	mu       sync.Mutex // so that no Check publishes after Drain
 	draining bool
 	health   []health
@@ -46,7 +48,17 @@ type health struct {
 // NewReadiness returns a readiness made of checks; with none, it is ready
 // until it drains.
 func NewReadiness(checks ...Check) *Readiness {
-	return &Readiness{checks: checks, timeout: CheckTimeout}
+	return &Readiness{checks: checks, timeout: CheckTimeout, recheck: make(chan struct{}, 1)}
+}
+
+// Recheck makes [Readiness.Run] check now rather than at its next tick,
+// without blocking: for a condition that just changed, such as a replica's
+// health.
+func (r *Readiness) Recheck() {
+	select {
+	case r.recheck <- struct{}{}:
+	default:
+	}
 }
 
 // Check runs every check at once, each bounded by [CheckTimeout], and returns
@@ -140,8 +152,8 @@ func (r *Readiness) publish(ready bool) {
 	}
 }
 
-// Run checks readiness every interval, and at once, until ctx is done; then
-// it drains r. Statuses of the health checkers follow.
+// Run checks readiness every interval, at once, and when asked to by
+// [Readiness.Recheck], until ctx is done; then it drains r. Statuses of the health checkers follow.
 func (r *Readiness) Run(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -152,6 +164,7 @@ func (r *Readiness) Run(ctx context.Context, interval time.Duration) {
 			r.Drain()
 			return
 		case <-t.C:
+		case <-r.recheck:
 		}
 	}
 }
