@@ -12,7 +12,9 @@ import (
 	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
 	"github.com/connectshop/connectshop/gen/orders/v1/ordersv1connect"
 	"github.com/connectshop/connectshop/internal/rpc"
+	"github.com/connectshop/connectshop/internal/shop"
 	"github.com/connectshop/connectshop/internal/shop/shoptest"
+	"github.com/connectshop/connectshop/internal/telemetry"
 	"github.com/connectshop/connectshop/orders"
 )
 
@@ -28,8 +30,17 @@ const ordersPerCustomer = orders.DefaultOrderBurst
 // (synchronous=FULL), 32 orders in flight. Each goroutine is a customer for
 // ordersPerCustomer orders, then the next; the sessions are made before the
 // timer starts.
+//
+// telemetry=on is the shop as production runs it without a collector:
+// every call and store operation traced (spans made and dropped) and
+// measured; off, none of it.
 func BenchmarkCreateOrder(b *testing.B) {
-	url := shoptest.Start(b, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	b.Run("telemetry=off", func(b *testing.B) { benchmarkCreateOrder(b, nil) })
+	b.Run("telemetry=on", func(b *testing.B) { benchmarkCreateOrder(b, newTelemetry(b)) })
+}
+
+func benchmarkCreateOrder(b *testing.B, tel *telemetry.Telemetry) {
+	url := shoptest.Start(b, slog.New(slog.NewTextHandler(io.Discard, nil)), func(cfg *shop.Config) { cfg.Telemetry = tel })
 	httpClient := rpc.NewH2CClient()
 	b.SetParallelism(max(1, concurrency/goMaxProcs()))
 	goroutines := max(1, concurrency/goMaxProcs()) * goMaxProcs()

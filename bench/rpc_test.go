@@ -15,6 +15,7 @@ import (
 	"github.com/connectshop/connectshop/gen/payments/v1/paymentsv1connect"
 	"github.com/connectshop/connectshop/internal/auth"
 	"github.com/connectshop/connectshop/internal/rpc"
+	"github.com/connectshop/connectshop/internal/telemetry"
 	"github.com/connectshop/connectshop/payments"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -106,14 +107,23 @@ var asOrders = connect.WithInterceptors(auth.ServiceCredentials(serviceKey, auth
 // serveConnect serves the Charge RPC on loopback. shop=true is the payments
 // replica as production assembles it (payments.New: its HTTP server,
 // interceptors, service-token checks, a text logger, validation and request
-// fingerprints) over a store that keeps nothing; false is the pure charge
-// handler on connect-go with its defaults on a plain h2c server.
-func serveConnect(b *testing.B, shop bool) string {
+// fingerprints) over a store that keeps nothing, traced and measured by tel
+// if it is not nil; false is the pure charge handler on connect-go with its
+// defaults on a plain h2c server.
+func serveConnect(b *testing.B, shop bool, tel *telemetry.Telemetry) string {
 	b.Helper()
 	lis := listen(b)
 	var srv *http.Server
 	if shop {
+		var scope *telemetry.Scope
+		if tel != nil {
+			var err error
+			if scope, err = tel.Scope("payments", "payments-1"); err != nil {
+				b.Fatal(err)
+			}
+		}
 		replica, err := payments.New(payments.Config{
+			Telemetry:  scope,
 			Name:       "payments-1",
 			Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 			Store:      keepNothing{},
@@ -215,13 +225,24 @@ func BenchmarkCharge(b *testing.B) {
 		{"grpc-go→grpc-go/grpc", func(b *testing.B) func(context.Context) error { return grpcCall(b, serveGRPC(b)) }},
 		{"grpc-go→net/http-raw/grpc", func(b *testing.B) func(context.Context) error { return grpcCall(b, serveRawGRPC(b)) }},
 		{"connect→shop/grpc", func(b *testing.B) func(context.Context) error {
-			return connectCall(rpc.NewH2CClient(), serveConnect(b, true), connect.WithGRPC(), asOrders)
+			return connectCall(rpc.NewH2CClient(), serveConnect(b, true, nil), connect.WithGRPC(), asOrders)
+		}},
+		{"connect→shop+telemetry/grpc", func(b *testing.B) func(context.Context) error {
+			// As production runs it without a collector: orders' client and
+			// the replica trace (spans made and dropped) and measure the call.
+			tel := newTelemetry(b)
+			client, err := tel.Scope("orders", "")
+			if err != nil {
+				b.Fatal(err)
+			}
+			return connectCall(rpc.NewH2CClient(), serveConnect(b, true, tel), connect.WithGRPC(),
+				connect.WithInterceptors(client.Interceptors()...), asOrders)
 		}},
 		{"connect→connect-defaults/grpc", func(b *testing.B) func(context.Context) error {
-			return connectCall(rpc.NewH2CClient(), serveConnect(b, false), connect.WithGRPC())
+			return connectCall(rpc.NewH2CClient(), serveConnect(b, false, nil), connect.WithGRPC())
 		}},
 		{"grpc-go→shop/grpc", func(b *testing.B) func(context.Context) error {
-			url := serveConnect(b, true)
+			url := serveConnect(b, true, nil)
 			return grpcCall(b, url[len("http://"):],
 				grpc.WithPerRPCCredentials(serviceCredentials(auth.ServiceAuthorization(serviceKey, auth.OrdersCaller, auth.PaymentsAudience))))
 		}},
@@ -229,16 +250,16 @@ func BenchmarkCharge(b *testing.B) {
 			return connectCall(rpc.NewH2CClient(), "http://"+serveGRPC(b), connect.WithGRPC())
 		}},
 		{"connect→shop/connect-proto", func(b *testing.B) func(context.Context) error {
-			return connectCall(rpc.NewH2CClient(), serveConnect(b, true), asOrders)
+			return connectCall(rpc.NewH2CClient(), serveConnect(b, true, nil), asOrders)
 		}},
 		{"connect→shop/connect-json", func(b *testing.B) func(context.Context) error {
-			return connectCall(rpc.NewH2CClient(), serveConnect(b, true), connect.WithProtoJSON(), asOrders)
+			return connectCall(rpc.NewH2CClient(), serveConnect(b, true, nil), connect.WithProtoJSON(), asOrders)
 		}},
 		{"connect→shop/grpcweb", func(b *testing.B) func(context.Context) error {
-			return connectCall(rpc.NewH2CClient(), serveConnect(b, true), connect.WithGRPCWeb(), asOrders)
+			return connectCall(rpc.NewH2CClient(), serveConnect(b, true, nil), connect.WithGRPCWeb(), asOrders)
 		}},
 		{"connect→shop/connect-json-http1", func(b *testing.B) func(context.Context) error {
-			return connectCall(http1Client(), serveConnect(b, true), connect.WithProtoJSON(), asOrders)
+			return connectCall(http1Client(), serveConnect(b, true, nil), connect.WithProtoJSON(), asOrders)
 		}},
 	}
 	for _, c := range cases {

@@ -15,8 +15,9 @@ import (
 // Start runs the shop as cmd/shop does (three payments replicas sharing one
 // SQLite file, orders spreading calls over them, the page) on loopback ports
 // the system chooses, with data in a temporary directory, until the test
-// ends. It returns the URL of orders and the page.
-func Start(tb testing.TB, logger *slog.Logger) string {
+// ends. It returns the URL of orders and the page. Options change the
+// shop's configuration before it starts (e.g. to give it telemetry).
+func Start(tb testing.TB, logger *slog.Logger, options ...func(*shop.Config)) string {
 	tb.Helper()
 	lis := make([]net.Listener, 4) // orders, then the replicas
 	for i := range lis {
@@ -31,9 +32,11 @@ func Start(tb testing.TB, logger *slog.Logger) string {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() {
-		done <- shop.Run(ctx, shop.Config{Logger: logger, Orders: lis[0], Payments: lis[1:], Dir: tb.TempDir(), Page: web.Handler(), SessionKey: sessionKey})
-	}()
+	cfg := shop.Config{Logger: logger, Orders: lis[0], Payments: lis[1:], Dir: tb.TempDir(), Page: web.Handler(), SessionKey: sessionKey}
+	for _, option := range options {
+		option(&cfg)
+	}
+	go func() { done <- shop.Run(ctx, cfg) }()
 	tb.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
