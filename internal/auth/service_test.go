@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -474,4 +475,26 @@ type noRecord struct {
 
 func (noRecord) Charge(context.Context, *connect.Request[paymentsv1.ChargeRequest]) (*connect.Response[paymentsv1.ChargeResponse], error) {
 	return connect.NewResponse(&paymentsv1.ChargeResponse{}), nil
+}
+
+// A token verified once is remembered until it expires, and refused after,
+// as if checked again.
+func TestRequireServiceRemembersUntilExpiry(t *testing.T) {
+	t.Parallel()
+	key := newKey(t)
+	var at atomic.Int64 // seconds after t0
+	check := auth.RequireServiceAt(key, "payments", func() time.Time { return t0.Add(time.Duration(at.Load()) * time.Second) }, "orders")
+	token := auth.BearerHeader(auth.ServiceCredentialsAt(key, "orders", "payments", func() time.Time { return t0 }))[len("Bearer "):]
+	for _, step := range []struct {
+		at   int64
+		want string
+	}{{0, "orders"}, {10, "orders"}, {59, "orders"}, {91, ""}} { // 91: past expiry and leeway
+		at.Store(step.at)
+		if got, err := auth.VerifyService(check, token); got != step.want || (err == nil) != (step.want != "") {
+			t.Errorf("at t0+%ds: got %q, %v; want %q", step.at, got, err, step.want)
+		}
+	}
+	if got, err := auth.VerifyService(check, token+"x"); err == nil {
+		t.Errorf("tampered token after the real one was remembered: got %q, want an error", got)
+	}
 }
