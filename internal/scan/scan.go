@@ -77,3 +77,20 @@ func All[T any](rs Rows, scan func(Rows) (T, error)) ([]T, error) {
 	}
 	return list, rs.Err()
 }
+
+// Message reads a row of (cursor, protobuf encoding): the shape of the
+// stores' ordered tables. Use it with [Page] and [All].
+func Message[T any, M interface {
+	*T
+	proto.Message
+}](rs Rows) (int64, M, error) {
+	var (
+		cursor int64
+		data   []byte
+	)
+	if err := rs.Scan(&cursor, &data); err != nil {
+		return 0, nil, err
+	}
+	m, err := Decode[T, M](data)
+	return cursor, m, err
+}

@@ -216,17 +216,7 @@ func (s *Store) List(ctx context.Context, customerID string, before int64, limit
 		return nil, 0, fmt.Errorf("list orders: %w", err)
 	}
 	defer rows.Close()
-	list, next, err := scan.Page(rows, limit, func(r scan.Rows) (int64, *ordersv1.Order, error) {
-		var (
-			seq  int64
-			data []byte
-		)
-		if err := r.Scan(&seq, &data); err != nil {
-			return 0, nil, err
-		}
-		o, err := unmarshalOrder(data)
-		return seq, o, err
-	})
+	list, next, err := scan.Page(rows, limit, scan.Message[ordersv1.Order])
 	if err != nil {
 		return nil, 0, fmt.Errorf("list orders: %w", err)
 	}
@@ -267,16 +257,8 @@ func (s *Store) Changes(ctx context.Context, customerID string, after int64, lim
 	}
 	defer rows.Close()
 	changes, err := scan.All(rows, func(r scan.Rows) (orders.Change, error) {
-		var (
-			c    orders.Change
-			data []byte
-			err  error
-		)
-		if err := r.Scan(&c.Seq, &data); err != nil {
-			return c, err
-		}
-		c.Order, err = unmarshalOrder(data)
-		return c, err
+		seq, o, err := scan.Message[ordersv1.Order](r)
+		return orders.Change{Seq: seq, Order: o}, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read changes: %w", err)
