@@ -7,6 +7,7 @@ replace github.com/connectshop/connectshop => ../
 require (
 	connectrpc.com/connect v1.21.1
 	github.com/connectshop/connectshop v0.0.0-00010101000000-000000000000
+	github.com/google/pprof v0.0.0-20261016150608-1facf8f91b50
 	google.golang.org/grpc v1.85.0
 	google.golang.org/protobuf v1.36.13-0.20261016172727-e9ee2a76ab8e
 )
