@@ -14,8 +14,13 @@
 // batch of the schedule), so the shop's per-customer rate limit never
 // throttles it: it measures the shop, not the limiter.
 //
+// -url may list several orders instances of one shop (sharing a database
+// and a session key): customers are dealt out over them round-robin, each
+// staying on one, and the output says what share of the orders each got.
+//
 //	go run ./cmd/loadgen -protocol grpc -concurrency 32 -duration 10s
 //	go run ./cmd/loadgen -protocol grpc -rate 500 -duration 10s
+//	go run ./cmd/loadgen -rate 1000 -url http://localhost:8080,http://localhost:9080
 package main
 
 import (
@@ -30,6 +35,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -74,7 +80,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	target := fs.String("url", "http://localhost:8080", "orders base URL (loopback only)")
+	target := fs.String("url", "http://localhost:8080", "orders base URL (loopback only), or a comma-separated list of orders instances of one shop: customers are dealt out over them round-robin")
 	protocol := fs.String("protocol", "grpc", "connect-json, connect-proto, grpc, grpcweb or connect-json-http1")
 	concurrency := fs.Int("concurrency", 32, "orders in flight, without -rate")
 	rate := fs.Float64("rate", 0, "orders per second on a fixed schedule (open loop), at most 100000; 0: a closed loop of -concurrency clients")
@@ -104,21 +110,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *rate == 0 && set["max-in-flight"] {
 		return errors.New("-max-in-flight needs -rate; the closed loop has -concurrency calls in flight")
 	}
-	if err := requireLoopback(*target); err != nil {
+	targets, err := parseTargets(*target)
+	if err != nil {
 		return err
 	}
 	httpClient, opts := newClient()
-	client := ordersv1connect.NewOrderServiceClient(httpClient, *target, opts...)
+	clients := make([]ordersv1connect.OrderServiceClient, len(targets))
+	for i, t := range targets {
+		clients[i] = ordersv1connect.NewOrderServiceClient(httpClient, t, opts...)
+	}
 
 	var res *load.Result
 	if *rate > 0 {
-		res = load.FixedRate{Rate: *rate, Orders: *maxOrders, Duration: *duration, MaxInFlight: *maxInFlight, OrdersPerSession: *perSession}.Run(ctx, client)
+		res = load.FixedRate{Rate: *rate, Orders: *maxOrders, Duration: *duration, MaxInFlight: *maxInFlight, OrdersPerSession: *perSession}.Run(ctx, clients...)
 		fmt.Fprintf(stdout, "protocol %s, rate %g/s: %d orders in %v, %.0f orders/s achieved, %s, %d errors\n",
 			*protocol, *rate, res.Orders(), res.Elapsed.Round(time.Millisecond), res.Throughput(), percentiles(res), len(res.Errors))
 		fmt.Fprintf(stdout, "  open loop, latency from each order's scheduled start: %d scheduled, %d started late (max in flight %d), %d never started, max start lag %v\n",
 			res.Scheduled, res.Delayed, *maxInFlight, res.Unstarted, res.MaxStartLag.Round(10*time.Microsecond))
 	} else {
-		res = load.Load{Orders: *maxOrders, Duration: *duration, Concurrency: *concurrency, OrdersPerSession: *perSession}.Run(ctx, client)
+		res = load.Load{Orders: *maxOrders, Duration: *duration, Concurrency: *concurrency, OrdersPerSession: *perSession}.Run(ctx, clients...)
 		fmt.Fprintf(stdout, "protocol %s, concurrency %d: %d orders in %v, %.0f orders/s, %s, %d errors\n",
 			*protocol, *concurrency, res.Orders(), res.Elapsed.Round(time.Millisecond), res.Throughput(), percentiles(res), len(res.Errors))
 	}
@@ -130,6 +140,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	for _, name := range replicas {
 		fmt.Fprintf(stdout, "  %s: %.1f%%\n", name, 100*res.Share(name))
 	}
+	if len(targets) > 1 {
+		for i, t := range targets {
+			share := 0.0
+			if res.Orders() > 0 {
+				share = float64(res.PerClient[i]) / float64(res.Orders())
+			}
+			fmt.Fprintf(stdout, "  orders at %s: %.1f%%\n", t, 100*share)
+		}
+	}
 	if len(res.Errors) > 0 {
 		return fmt.Errorf("%d orders failed; first: %w", len(res.Errors), res.Errors[0])
 	}
@@ -140,6 +159,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 func percentiles(res *load.Result) string {
 	p := func(q float64) time.Duration { return res.Percentile(q).Round(10 * time.Microsecond) }
 	return fmt.Sprintf("p50 %v, p90 %v, p99 %v, p999 %v", p(50), p(90), p(99), p(99.9))
+}
+
+// parseTargets splits -url, a comma-separated list of orders base URLs, and
+// checks that each is on this machine. An empty entry or a URL listed twice
+// is refused: a list is instances of one shop, each given an equal share.
+func parseTargets(list string) ([]string, error) {
+	var targets []string
+	for t := range strings.SplitSeq(list, ",") {
+		t = strings.TrimSpace(t)
+		if t == "" {
+			return nil, fmt.Errorf("-url %q: an empty entry", list)
+		}
+		if slices.Contains(targets, t) {
+			return nil, fmt.Errorf("-url %q: %s listed twice", list, t)
+		}
+		if err := requireLoopback(t); err != nil {
+			return nil, err
+		}
+		targets = append(targets, t)
+	}
+	return targets, nil
 }
 
 // requireLoopback refuses to send load anywhere but this machine.

@@ -2,8 +2,9 @@
 // or a duration, and records throughput, latency and which payments replica
 // charged each order: with a fixed concurrency ([Load], a closed loop: a new
 // order when one is answered) or at a fixed arrival rate ([FixedRate], an open
-// loop: orders start on a schedule whatever the server does). cmd/loadgen and
-// the load-balancing proof use it.
+// loop: orders start on a schedule whatever the server does). A run may spread
+// its customers over several orders instances, one client each; every
+// customer sticks to one. cmd/loadgen and the load-balancing proof use it.
 package load
 
 import (
@@ -22,6 +23,7 @@ import (
 // Result is what a load run observed.
 type Result struct {
 	PerReplica map[string]int // paid orders by the replica that charged them
+	PerClient  []int          // paid orders by the client they went through, in the order Run was given them
 	// Latencies of successful CreateOrder calls, sorted: from the call's
 	// start in a [Load] run, from its scheduled start in a [FixedRate] run.
 	Latencies []time.Duration
@@ -74,14 +76,18 @@ type Load struct {
 	OrdersPerSession int
 }
 
-// Run places orders through c and records who charged them. Each client is a
+// Run places orders through cs and records who charged them. Each client is a
 // customer of its own, with a session from CreateSession, and a new one after
 // every OrdersPerSession orders; the sessions' time is not in the latencies.
-// Every call has a 10 s deadline; the run stops early if ctx ends.
-func (l Load) Run(ctx context.Context, c ordersv1connect.OrderServiceClient) *Result {
+// With several cs (say one per orders instance), the run's clients are dealt
+// out over them round-robin: client w makes all its calls through
+// cs[w mod len(cs)], so each customer stays on one instance. With no cs,
+// nothing runs. Every call has a 10 s deadline; the run stops early if ctx
+// ends.
+func (l Load) Run(ctx context.Context, cs ...ordersv1connect.OrderServiceClient) *Result {
 	var (
 		mu     sync.Mutex
-		res    = &Result{PerReplica: map[string]int{}}
+		res    = newResult(len(cs))
 		next   int
 		start  = time.Now()
 		wg     sync.WaitGroup
@@ -90,6 +96,9 @@ func (l Load) Run(ctx context.Context, c ordersv1connect.OrderServiceClient) *Re
 	)
 	if per <= 0 {
 		per = orders.DefaultOrderBurst
+	}
+	if len(cs) == 0 {
+		return res
 	}
 	more := func() (int, bool) {
 		mu.Lock()
@@ -102,7 +111,9 @@ func (l Load) Run(ctx context.Context, c ordersv1connect.OrderServiceClient) *Re
 		return next, true
 	}
 	for w := range client {
+		ci := w % len(cs)
 		wg.Go(func() {
+			c := cs[ci]
 			var token string
 			placed := 0 // as token's customer
 			for {
@@ -130,7 +141,7 @@ func (l Load) Run(ctx context.Context, c ordersv1connect.OrderServiceClient) *Re
 				d := time.Since(t0)
 				placed++
 				mu.Lock()
-				res.record(replica, d, err)
+				res.record(ci, replica, d, err)
 				mu.Unlock()
 			}
 		})
@@ -157,6 +168,12 @@ func Merge(a, b *Result) *Result {
 	for k, v := range b.PerReplica {
 		a.PerReplica[k] += v
 	}
+	for i, v := range b.PerClient {
+		if i == len(a.PerClient) {
+			a.PerClient = append(a.PerClient, 0)
+		}
+		a.PerClient[i] += v
+	}
 	a.Latencies = append(a.Latencies, b.Latencies...)
 	slices.Sort(a.Latencies)
 	a.Errors = append(a.Errors, b.Errors...)
@@ -169,14 +186,20 @@ func Merge(a, b *Result) *Result {
 	return a
 }
 
-// record adds the outcome of one order.
-func (r *Result) record(replica string, latency time.Duration, err error) {
+// newResult returns an empty result of a run through clients clients.
+func newResult(clients int) *Result {
+	return &Result{PerReplica: map[string]int{}, PerClient: make([]int, clients)}
+}
+
+// record adds the outcome of one order, placed through client.
+func (r *Result) record(client int, replica string, latency time.Duration, err error) {
 	if err != nil {
 		r.Errors = append(r.Errors, err)
 		return
 	}
 	r.Latencies = append(r.Latencies, latency)
 	r.PerReplica[replica]++
+	r.PerClient[client]++
 }
 
 // callTimeout bounds every call a run makes.

@@ -53,6 +53,12 @@ const sessionWorkers = 8
 // creates them all before its clock starts, [sessionWorkers] at a time, so
 // neither their time nor their traffic is in the measurement. If one fails,
 // the run does not start.
+//
+// Given several clients (say one per orders instance), the run deals the
+// customers out round-robin: the i-th customer's session and every order of
+// its batch go through client i mod len(cs), so each instance gets every
+// len(cs)-th batch, and a customer stays on one instance. With no client,
+// nothing runs.
 type FixedRate struct {
 	Rate             float64 // orders per second
 	Orders           int
@@ -87,12 +93,12 @@ func (l FixedRate) planned() int {
 	return n
 }
 
-// Run places orders through c on l's schedule and records who charged them
+// Run places orders through cs on l's schedule and records who charged them
 // and how long after its scheduled start each was answered.
-func (l FixedRate) Run(ctx context.Context, c ordersv1connect.OrderServiceClient) *Result {
-	res := &Result{PerReplica: map[string]int{}}
+func (l FixedRate) Run(ctx context.Context, cs ...ordersv1connect.OrderServiceClient) *Result {
+	res := newResult(len(cs))
 	n := l.planned()
-	if n == 0 || ctx.Err() != nil {
+	if n == 0 || len(cs) == 0 || ctx.Err() != nil {
 		return res
 	}
 	per := l.OrdersPerSession
@@ -103,7 +109,7 @@ func (l FixedRate) Run(ctx context.Context, c ordersv1connect.OrderServiceClient
 	if inFlight <= 0 {
 		inFlight = DefaultMaxInFlight
 	}
-	tokens, err := newSessions(ctx, c, (n+per-1)/per)
+	tokens, err := newSessions(ctx, cs, (n+per-1)/per)
 	if err != nil {
 		if ctx.Err() == nil {
 			res.Errors = append(res.Errors, err)
@@ -163,13 +169,13 @@ schedule:
 		}
 		maxLag = max(maxLag, time.Since(at))
 		started++
-		token := tokens[i/per]
+		token, ci := tokens[i/per], (i/per)%len(cs)
 		wg.Go(func() {
 			defer func() { <-slots }()
-			replica, err := placeOrder(ctx, c, token, fmt.Sprintf("rate-%d-%d", start.UnixNano(), i))
+			replica, err := placeOrder(ctx, cs[ci], token, fmt.Sprintf("rate-%d-%d", start.UnixNano(), i))
 			latency := time.Since(at)
 			mu.Lock()
-			res.record(replica, latency, err)
+			res.record(ci, replica, latency, err)
 			mu.Unlock()
 		})
 	}
@@ -187,9 +193,10 @@ schedule:
 	return res
 }
 
-// newSessions starts count customer sessions, sessionWorkers at a time, and
-// returns their tokens, or the first error.
-func newSessions(ctx context.Context, c ordersv1connect.OrderServiceClient, count int) ([]string, error) {
+// newSessions starts count customer sessions, sessionWorkers at a time, the
+// i-th through cs[i mod len(cs)], and returns their tokens, or the first
+// error.
+func newSessions(ctx context.Context, cs []ordersv1connect.OrderServiceClient, count int) ([]string, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	tokens := make([]string, count)
@@ -204,7 +211,7 @@ func newSessions(ctx context.Context, c ordersv1connect.OrderServiceClient, coun
 				if i >= count || ctx.Err() != nil {
 					return
 				}
-				token, err := session(ctx, c)
+				token, err := session(ctx, cs[i%len(cs)])
 				if err != nil {
 					cancel(err)
 					return

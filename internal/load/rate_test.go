@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,8 +21,8 @@ import (
 )
 
 // Against the real shop, a fixed-rate run schedules Rate × Duration orders,
-// places them all at about that rate, and is never refused by the
-// per-customer limit, though 50/s is ten times one customer's 5/s.
+// starts them all at that rate, and is never refused by the per-customer
+// limit, though 50/s is ten times one customer's 5/s.
 func TestFixedRateReachesItsRate(t *testing.T) {
 	t.Parallel()
 	url := shoptest.Start(t, slog.New(slog.DiscardHandler))
@@ -32,10 +33,16 @@ func TestFixedRateReachesItsRate(t *testing.T) {
 		t.Fatalf("got %d orders of %d scheduled, %d unstarted, %d errors (first: %v); want %d of %d, none unstarted, no errors",
 			res.Orders(), res.Scheduled, res.Unstarted, len(res.Errors), res.Errors, want, want)
 	}
-	// The last order is due at 1.98 s; it and the others take what they take
-	// on a busy machine, so the bounds are generous.
-	if got := res.Throughput(); got < 0.6*rate || got > 1.02*rate || res.Elapsed < (want-1)*time.Second/rate {
-		t.Errorf("achieved %.1f orders/s in %v, want about %d/s over at least 1.98 s", got, res.Elapsed, rate)
+	// The last order is due at 1.98 s, so the run cannot be faster than the
+	// rate. How long the answers take is the shop's business (on a busy
+	// machine, under -race, 100 orders have taken 3.7 s): what the run
+	// controls is that each order starts on time, which needs only a timer
+	// and a goroutine, so its bound is generous but far below the run.
+	if got := res.Throughput(); got > 1.02*rate || res.Elapsed < (want-1)*time.Second/rate {
+		t.Errorf("achieved %.1f orders/s in %v, want at most %d/s, over at least 1.98 s", got, res.Elapsed, rate)
+	}
+	if res.Delayed != 0 || res.MaxStartLag > 500*time.Millisecond {
+		t.Errorf("%d orders started late, the latest %v behind schedule; want every order started on time", res.Delayed, res.MaxStartLag)
 	}
 	if len(res.Sessions) != want/20 {
 		t.Errorf("got %d sessions, want a customer per 20 orders: %d", len(res.Sessions), want/20)
@@ -50,12 +57,14 @@ func TestFixedRateReachesItsRate(t *testing.T) {
 type stubClient struct {
 	ordersv1connect.OrderServiceClient // nil: only the methods below are called
 
+	name       string // of the instance, in the tokens it makes
 	delay      time.Duration
 	sessionErr error
 
 	mu       sync.Mutex
 	sessions int
 	tokenOf  map[int]string // by the order's index in the schedule
+	keyOf    map[int]string // the idempotency key, by the same index
 }
 
 func (s *stubClient) CreateSession(context.Context, *connect.Request[ordersv1.CreateSessionRequest]) (*connect.Response[ordersv1.CreateSessionResponse], error) {
@@ -65,7 +74,7 @@ func (s *stubClient) CreateSession(context.Context, *connect.Request[ordersv1.Cr
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sessions++
-	return connect.NewResponse(&ordersv1.CreateSessionResponse{Token: fmt.Sprintf("token-%d", s.sessions)}), nil
+	return connect.NewResponse(&ordersv1.CreateSessionResponse{Token: fmt.Sprintf("%stoken-%d", s.name, s.sessions)}), nil
 }
 
 func (s *stubClient) CreateOrder(ctx context.Context, req *connect.Request[ordersv1.CreateOrderRequest]) (*connect.Response[ordersv1.CreateOrderResponse], error) {
@@ -76,6 +85,7 @@ func (s *stubClient) CreateOrder(ctx context.Context, req *connect.Request[order
 	}
 	s.mu.Lock()
 	s.tokenOf[i] = strings.TrimPrefix(req.Header().Get("Authorization"), "Bearer ")
+	s.keyOf[i] = key
 	s.mu.Unlock()
 	timer := time.NewTimer(s.delay) // the server's answer takes this long
 	defer timer.Stop()
@@ -88,7 +98,7 @@ func (s *stubClient) CreateOrder(ctx context.Context, req *connect.Request[order
 }
 
 func newStub(delay time.Duration) *stubClient {
-	return &stubClient{delay: delay, tokenOf: map[int]string{}}
+	return &stubClient{delay: delay, tokenOf: map[int]string{}, keyOf: map[int]string{}}
 }
 
 // An order that waits for a slot because the server is slow is charged the
@@ -146,8 +156,8 @@ func TestFixedRateCountsOrdersThatNeverStarted(t *testing.T) {
 	}
 }
 
-// Without a rate or a bound nothing runs, and a run that cannot get its
-// customers does not start.
+// Without a rate, a bound or a client nothing runs, and a run that cannot
+// get its customers does not start.
 func TestFixedRateBounds(t *testing.T) {
 	t.Parallel()
 	for _, l := range []load.FixedRate{{Duration: time.Second}, {Rate: 100}, {Rate: -1, Orders: 10}} {
@@ -156,10 +166,47 @@ func TestFixedRateBounds(t *testing.T) {
 			t.Errorf("%+v: scheduled %d, %d sessions, errors %v; want nothing", l, res.Scheduled, stub.sessions, res.Errors)
 		}
 	}
+	if res := (load.FixedRate{Rate: 100, Orders: 10}).Run(context.Background()); res.Scheduled != 0 || len(res.Errors) != 0 {
+		t.Errorf("with no client: scheduled %d, errors %v; want nothing", res.Scheduled, res.Errors)
+	}
 	stub := newStub(0)
 	stub.sessionErr = connect.NewError(connect.CodeUnavailable, errors.New("down"))
 	res := load.FixedRate{Rate: 100, Orders: 10}.Run(context.Background(), stub)
 	if len(res.Errors) != 1 || res.Scheduled != 0 || len(stub.tokenOf) != 0 {
 		t.Errorf("with no sessions: scheduled %d, %d orders placed, errors %v; want none and one error", res.Scheduled, len(stub.tokenOf), res.Errors)
+	}
+}
+
+// Given two clients (two orders instances), a run deals its customers out
+// round-robin: 10 orders, 2 per customer, are 5 customers, the 1st, 3rd and
+// 5th on the first instance and the others on the second; each customer's
+// session is made on the instance that gets its orders.
+func TestFixedRateSpreadsCustomersOverClients(t *testing.T) {
+	t.Parallel()
+	a, b := newStub(0), newStub(0)
+	a.name, b.name = "a-", "b-"
+	res := load.FixedRate{Rate: 1000, Orders: 10, OrdersPerSession: 2}.Run(context.Background(), a, b)
+	if len(res.Errors) > 0 || res.Orders() != 10 {
+		t.Fatalf("got %d orders, errors %v; want 10 and none", res.Orders(), res.Errors)
+	}
+	if a.sessions != 3 || b.sessions != 2 {
+		t.Errorf("sessions made: %d on a, %d on b; want 3 and 2 (customers 0, 2, 4 and 1, 3)", a.sessions, b.sessions)
+	}
+	for i := range 10 {
+		want := a
+		if (i/2)%2 == 1 {
+			want = b
+		}
+		token, ok := want.tokenOf[i]
+		if !ok {
+			t.Errorf("order %d (customer %d) did not go to %s", i, i/2, strings.TrimSuffix(want.name, "-"))
+			continue
+		}
+		if token != res.Sessions[i/2] || !strings.HasPrefix(token, want.name) {
+			t.Errorf("order %d placed as %q, want customer %d's %q, made on the same instance", i, token, i/2, res.Sessions[i/2])
+		}
+	}
+	if len(a.tokenOf) != 6 || len(b.tokenOf) != 4 || !slices.Equal(res.PerClient, []int{6, 4}) {
+		t.Errorf("orders: %d on a, %d on b, PerClient %v; want 6, 4 and [6 4]", len(a.tokenOf), len(b.tokenOf), res.PerClient)
 	}
 }
