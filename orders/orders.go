@@ -126,7 +126,8 @@ func New(cfg Config) (*Server, error) {
 	svc := newService(logger, store, pay, cfg.Payments.timeout(), auth.NewSessions(cfg.SessionKey, ttl))
 	svc.hub.limits = cfg.Limits.watch()
 	svc.metrics = metrics
-	if err := metrics.register(cfg.Telemetry.Registerer(), svc, client.lb.Health); err != nil {
+	if err := errors.Join(metrics.register(cfg.Telemetry.Registerer(), svc, client.lb.Health),
+		telemetry.RegisterCollectors(cfg.Telemetry.Registerer(), cfg.Store)); err != nil {
 		return nil, errors.Join(err, client.Close(), cfg.Store.Close())
 	}
 

@@ -95,6 +95,9 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	metrics, err := newMetrics(cfg.Telemetry.Registerer())
+	if err == nil {
+		err = telemetry.RegisterCollectors(cfg.Telemetry.Registerer(), cfg.Store)
+	}
 	if err != nil {
 		return nil, errors.Join(err, cfg.Store.Close())
 	}

@@ -14,6 +14,9 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -40,6 +43,9 @@ type file struct {
 
 	mu   sync.Mutex
 	refs int // handles open
+
+	// What the writer loop observes, exported by [DB.Collectors].
+	commitSeconds, groupSize prometheus.Histogram
 }
 
 // write is one caller's transaction function, waiting for its group.
@@ -51,6 +57,10 @@ type write struct {
 
 // maxGroup bounds how many writes one commit carries.
 const maxGroup = 64
+
+// commitBuckets bound the commit duration histogram, in seconds: an fsync
+// takes from tens of microseconds (a write cache) to tens of milliseconds.
+var commitBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1}
 
 // ErrClosed is returned by [DB.InTx] after [DB.Close].
 var ErrClosed = errors.New("database closed")
@@ -92,7 +102,18 @@ func Open(ctx context.Context, path string, migrations ...string) (*DB, error) {
 		writes.Close()
 		return nil, fmt.Errorf("open database %s: %w", abs, err)
 	}
-	f := &file{reads: reads, writes: writes, queue: make(chan *write), closed: make(chan struct{}), refs: 1}
+	f := &file{reads: reads, writes: writes, queue: make(chan *write), closed: make(chan struct{}), refs: 1,
+		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "sqlite_commit_duration_seconds",
+			Help:    "Time of each group commit, from BEGIN to the durable COMMIT (synchronous=FULL).",
+			Buckets: commitBuckets,
+		}),
+		groupSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "sqlite_commit_group_size",
+			Help:    "Writes carried by each group commit.",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, maxGroup},
+		}),
+	}
 	f.loop.Go(f.writeLoop)
 	return &DB{file: f}, nil
 }
@@ -236,6 +257,7 @@ func (f *file) writeLoop() {
 
 // commit runs a group of writes in one transaction and tells each its result.
 func (f *file) commit(group []*write) {
+	start := time.Now()
 	results := make([]error, len(group))
 	err := func() (err error) {
 		tx, err := f.writes.BeginTx(context.Background(), nil)
@@ -265,12 +287,23 @@ func (f *file) commit(group []*write) {
 		}
 		return nil
 	}()
+	f.groupSize.Observe(float64(len(group)))
+	f.commitSeconds.Observe(time.Since(start).Seconds())
 	for i, w := range group {
 		if results[i] == nil {
 			results[i] = err
 		}
 		w.done <- results[i]
 	}
+}
+
+// Collectors returns the metrics of the file's writer loop, to register
+// where the server that uses it exports its metrics:
+// sqlite_commit_duration_seconds (a group's transaction, from BEGIN to the
+// durable COMMIT) and sqlite_commit_group_size (writes per commit). Handles
+// made with [DB.Share] return the same.
+func (db *DB) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{db.file.commitSeconds, db.file.groupSize}
 }
 
 // run calls one write's fn, turning a panic into its error so that one bad

@@ -153,3 +153,19 @@ func codeOf(err error) string {
 	}
 	return code.String()
 }
+
+// RegisterCollectors registers with reg the metrics v offers, if it offers
+// any with a method Collectors() []prometheus.Collector (a SQLite store's
+// group commits, say).
+func RegisterCollectors(reg prometheus.Registerer, v any) error {
+	c, ok := v.(interface{ Collectors() []prometheus.Collector })
+	if !ok {
+		return nil
+	}
+	for _, m := range c.Collectors() {
+		if err := reg.Register(m); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/connectshop/connectshop/internal/scan"
 	"github.com/connectshop/connectshop/internal/sqlitedb"
 	"github.com/connectshop/connectshop/orders"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -98,6 +99,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
+
+// Collectors returns the metrics of the database's group commits (see
+// [sqlitedb.DB.Collectors]).
+func (s *Store) Collectors() []prometheus.Collector { return s.db.Collectors() }
 
 // Ping implements [orders.Store].
 func (s *Store) Ping(ctx context.Context) error { return s.db.Ping(ctx) }

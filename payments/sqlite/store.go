@@ -14,6 +14,7 @@ import (
 	"github.com/connectshop/connectshop/internal/scan"
 	"github.com/connectshop/connectshop/internal/sqlitedb"
 	"github.com/connectshop/connectshop/payments"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -55,6 +56,10 @@ func (s *Store) Share() *Store { return &Store{db: s.db.Share()} }
 
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
+
+// Collectors returns the metrics of the database's group commits (see
+// [sqlitedb.DB.Collectors]).
+func (s *Store) Collectors() []prometheus.Collector { return s.db.Collectors() }
 
 // Ping implements [payments.Store].
 func (s *Store) Ping(ctx context.Context) error { return s.db.Ping(ctx) }
