@@ -2,8 +2,10 @@ package orders_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/connectshop/connectshop/internal/auth"
 	"github.com/connectshop/connectshop/internal/memhttp"
 	"github.com/connectshop/connectshop/internal/memhttp/memhttptest"
+	"github.com/connectshop/connectshop/internal/telemetry"
 	"github.com/connectshop/connectshop/orders"
 	orderspostgres "github.com/connectshop/connectshop/orders/postgres"
 	orderssqlite "github.com/connectshop/connectshop/orders/sqlite"
@@ -47,6 +50,7 @@ type shopConfig struct {
 	paymentsFaults payments.Faults                       // of the replica
 	wrapPayments   func(orders.Payments) orders.Payments // to inject failures
 	allowedOrigins []string                              // CORS
+	telemetry      *telemetry.Telemetry                  // scopes for orders and payments-1; nil: none
 }
 
 func newShop(t testing.TB, cfg shopConfig) *shop {
@@ -64,7 +68,8 @@ func newShop(t testing.TB, cfg shopConfig) *shop {
 	// Keys are kept in the data directory, as cmd/orders keeps its session
 	// key: a shop restarted on it knows its customers' sessions.
 	serviceKey, sessionKey := loadKey(t, cfg.dir, "service.key"), loadKey(t, cfg.dir, "session.key")
-	replica, err := payments.New(payments.Config{Name: "payments-1", Logger: cfg.logger, Store: pstore.Share(), ServiceKey: serviceKey, Faults: cfg.paymentsFaults})
+	replica, err := payments.New(payments.Config{Name: "payments-1", Logger: cfg.logger, Store: pstore.Share(), ServiceKey: serviceKey, Faults: cfg.paymentsFaults,
+		Telemetry: scope(t, cfg.telemetry, "payments", "payments-1")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,6 +121,7 @@ func startOrders(t testing.TB, cfg shopConfig, psrv *memhttp.Server, serviceKey,
 		Limits:         cfg.limits,
 		Page:           web.Handler(),
 		AllowedOrigins: cfg.allowedOrigins,
+		Telemetry:      scope(t, cfg.telemetry, "orders", ""),
 	}
 	if cfg.wrapPayments != nil {
 		orders.WrapPayments(&ocfg, cfg.wrapPayments)
@@ -134,6 +140,24 @@ func (s *shop) anotherOrders(t *testing.T) *memhttp.Server {
 	t.Helper()
 	osrv := startOrders(t, s.cfg, s.payments, loadKey(t, s.dir, "service.key"), loadKey(t, s.dir, "session.key"))
 	return memhttptest.Serve(t, osrv.HTTPServer())
+}
+
+// scope returns a scope of tel for a server of service, or nil without
+// telemetry. An instance name taken already (a second orders instance of
+// the shop) is numbered: orders-2, orders-3...
+func scope(t testing.TB, tel *telemetry.Telemetry, service, instance string) *telemetry.Scope {
+	t.Helper()
+	if tel == nil {
+		return nil
+	}
+	s, err := tel.Scope(service, instance)
+	for i := 2; err != nil && strings.Contains(err.Error(), "exists") && i < 100; i++ {
+		s, err = tel.Scope(service, fmt.Sprintf("%s-%d", service, i))
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 func loadKey(t testing.TB, dir, name string) auth.Key {

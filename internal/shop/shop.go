@@ -86,8 +86,12 @@ func Run(ctx context.Context, cfg Config) error {
 
 	// The shop is ready when every server is.
 	var checks []telemetry.Check
-	for _, srv := range servers {
-		checks = append(checks, telemetry.Check{Name: "server", Func: srv.Readiness().Check})
+	for i, srv := range servers {
+		name := "orders" // servers are orders, then the replicas
+		if i > 0 {
+			name = "payments-" + strconv.Itoa(i)
+		}
+		checks = append(checks, telemetry.Check{Name: name, Func: srv.Readiness().Check})
 	}
 	serve := func(ctx context.Context) error {
 		ctx, cancel := context.WithCancel(ctx)

@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -84,16 +85,25 @@ func NewResource(service, instance string) (*resource.Resource, error) {
 
 // NewTracerProvider returns a tracer provider for res that hands finished
 // spans to exp in batches, or one at a time as they end if sync is set
-// (tests, with [tracetest.InMemoryExporter]). With a nil exp spans are
-// still made, with trace and span ids that logs and calls carry, and go
-// nowhere. Sampling is the SDK's default, parent-based always-on, unless
-// OTEL_TRACES_SAMPLER says otherwise.
+// (tests, with [tracetest.InMemoryExporter]). Sampling is the SDK's
+// default, parent-based always-on, unless OTEL_TRACES_SAMPLER says
+// otherwise.
+//
+// With a nil exp, nothing is sent, so spans are not recorded either unless
+// the caller's trace is sampled (parent-based, never on): calls still get
+// trace and span ids, which logs, orders and the calls to payments carry,
+// for about two thirds of the cost of recording spans that would go
+// nowhere (measured: BenchmarkCreateOrder telemetry=on cost 1.13-1.47x of
+// off with recorded spans).
 //
 // Shutting the provider down flushes it and shuts exp down.
 func NewTracerProvider(res *resource.Resource, exp sdktrace.SpanExporter, sync bool) *sdktrace.TracerProvider {
 	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
 	switch {
 	case exp == nil:
+		if os.Getenv("OTEL_TRACES_SAMPLER") == "" {
+			opts = append(opts, sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.NeverSample())))
+		}
 	case sync:
 		opts = append(opts, sdktrace.WithSyncer(exp))
 	default:

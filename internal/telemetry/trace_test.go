@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"go.opentelemetry.io/otel/trace"
 	"io"
 	"net"
 	"net/http"
@@ -35,8 +36,9 @@ func TestNoEndpointNoExporter(t *testing.T) {
 	}
 }
 
-// Spans made without an exporter still have valid, sampled ids: logs carry
-// them, and calls pass the trace on.
+// Spans made without an exporter still have valid ids (logs carry them,
+// calls pass the trace on) but are not recorded, unless the caller's trace
+// is sampled.
 func TestSpansHaveIDsWithoutExporter(t *testing.T) {
 	res, err := NewResource("orders", "")
 	if err != nil {
@@ -46,8 +48,16 @@ func TestSpansHaveIDsWithoutExporter(t *testing.T) {
 	defer tp.Shutdown(context.Background())
 	_, span := tp.Tracer("test").Start(context.Background(), "call")
 	span.End()
-	if sc := span.SpanContext(); !sc.IsValid() || !sc.IsSampled() {
-		t.Errorf("span context %+v: want valid and sampled", sc)
+	if sc := span.SpanContext(); !sc.IsValid() || sc.IsSampled() || span.IsRecording() {
+		t.Errorf("root span context %+v, recording %v: want valid, not sampled, not recording", sc, span.IsRecording())
+	}
+	parent := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, TraceFlags: trace.FlagsSampled, Remote: true,
+	})
+	_, child := tp.Tracer("test").Start(trace.ContextWithRemoteSpanContext(context.Background(), parent), "call")
+	child.End()
+	if sc := child.SpanContext(); sc.TraceID() != parent.TraceID() || !sc.IsSampled() {
+		t.Errorf("span of a sampled caller %+v: want its trace, sampled", sc)
 	}
 }
 
