@@ -5,7 +5,6 @@
 package crashtest
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
@@ -25,6 +24,7 @@ import (
 	"github.com/connectshop/connectshop/gen/orders/v1/ordersv1connect"
 	paymentsv1 "github.com/connectshop/connectshop/gen/payments/v1"
 	"github.com/connectshop/connectshop/internal/auth"
+	"github.com/connectshop/connectshop/internal/cmdtest"
 	"github.com/connectshop/connectshop/internal/rpc"
 	"google.golang.org/protobuf/proto"
 	_ "modernc.org/sqlite" // the "sqlite" driver, to read the databases
@@ -405,19 +405,4 @@ func tail(s string, n int) string {
 
 // logBuffer collects a process's output; the test reads it while the
 // process may still write.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type logBuffer = cmdtest.Logs

@@ -16,6 +16,7 @@ import (
 
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
+	"github.com/connectshop/connectshop/internal/cmdtest"
 	"github.com/connectshop/connectshop/internal/rpc"
 )
 
@@ -248,22 +249,7 @@ func forward(t *testing.T, listen, target string) {
 
 // logBuffer collects a process's output; the test reads it while the
 // process may still write.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type logBuffer = cmdtest.Logs
 
 func tail(s string, n int) string {
 	if len(s) <= n {
