@@ -33,7 +33,11 @@ func TestConcurrentWritersFromTwoProcessesQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { other.Close() })
-	increment := func(ctx context.Context, tx *sql.Tx) error {
+	// increment runs in a transaction of db or of the other handle.
+	increment := func(ctx context.Context, tx interface {
+		QueryRowContext(context.Context, string, ...any) *sql.Row
+		ExecContext(context.Context, string, ...any) (sql.Result, error)
+	}) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, "SELECT n FROM counter").Scan(&n); err != nil {
 			return err
@@ -48,7 +52,7 @@ func TestConcurrentWritersFromTwoProcessesQueue(t *testing.T) {
 		wg.Go(func() {
 			for range perWriter {
 				if w%2 == 0 {
-					errs <- db.InTx(ctx, increment)
+					errs <- db.InTx(ctx, func(ctx context.Context, tx *sqlitedb.Tx) error { return increment(ctx, tx) })
 					continue
 				}
 				tx, err := other.BeginTx(ctx, nil)
@@ -94,7 +98,7 @@ func TestSharedHandles(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := a.Share()
-	increment := func(ctx context.Context, tx *sql.Tx) error {
+	increment := func(ctx context.Context, tx *sqlitedb.Tx) error {
 		_, err := tx.ExecContext(ctx, "UPDATE counter SET n = n + 1")
 		return err
 	}
@@ -150,7 +154,7 @@ func TestInTxRollsBackOnError(t *testing.T) {
 	}
 	defer db.Close()
 	boom := errors.New("boom")
-	err = db.InTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err = db.InTx(ctx, func(ctx context.Context, tx *sqlitedb.Tx) error {
 		if _, err := tx.ExecContext(ctx, "UPDATE counter SET n = 42"); err != nil {
 			return err
 		}
@@ -180,7 +184,7 @@ func TestGroupedWritesFailAlone(t *testing.T) {
 	errs := make([]error, 200)
 	for i := range errs {
 		wg.Go(func() {
-			errs[i] = db.InTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+			errs[i] = db.InTx(ctx, func(ctx context.Context, tx *sqlitedb.Tx) error {
 				if _, err := tx.ExecContext(ctx, "INSERT INTO rows (n) VALUES (?)", i); err != nil {
 					return err
 				}
@@ -205,7 +209,7 @@ func TestGroupedWritesFailAlone(t *testing.T) {
 		t.Fatalf("got %d rows (%d from failed writes), want 100 (0)", n, odd)
 	}
 	db.Close()
-	if err := db.InTx(ctx, func(context.Context, *sql.Tx) error { return nil }); !errors.Is(err, sqlitedb.ErrClosed) {
+	if err := db.InTx(ctx, func(context.Context, *sqlitedb.Tx) error { return nil }); !errors.Is(err, sqlitedb.ErrClosed) {
 		t.Fatalf("InTx after Close: got %v, want ErrClosed", err)
 	}
 }

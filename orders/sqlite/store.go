@@ -114,7 +114,7 @@ func (s *Store) Create(ctx context.Context, key string, requestHash []byte, paym
 		return nil, fmt.Errorf("create order: %w", err)
 	}
 	var stored *ordersv1.Order
-	err = s.db.InTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err = s.db.InTx(ctx, func(ctx context.Context, tx *sqlitedb.Tx) error {
 		var prevHash, prevData []byte
 		err := tx.QueryRowContext(ctx, `SELECT request_hash, data FROM orders WHERE customer_id = ? AND idempotency_key = ?`,
 			o.GetCustomerId(), key).
@@ -148,7 +148,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*ordersv1.Order) 
 		o       *ordersv1.Order
 		changed bool
 	)
-	err := s.db.InTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.db.InTx(ctx, func(ctx context.Context, tx *sqlitedb.Tx) error {
 		var err error
 		if o, err = orderByID(ctx, tx.QueryRowContext, id); err != nil {
 			return err
@@ -176,7 +176,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*ordersv1.Order) 
 }
 
 // appendChange appends the order encoded as data to its customer's feed.
-func appendChange(ctx context.Context, tx *sql.Tx, customerID string, data []byte) error {
+func appendChange(ctx context.Context, tx *sqlitedb.Tx, customerID string, data []byte) error {
 	var seq int64
 	err := tx.QueryRowContext(ctx, `INSERT INTO order_feeds (customer_id, last_seq) VALUES (?, 1)
 		ON CONFLICT (customer_id) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq`, customerID).Scan(&seq)
@@ -190,7 +190,7 @@ func appendChange(ctx context.Context, tx *sql.Tx, customerID string, data []byt
 
 // DeletePending implements [orders.Store].
 func (s *Store) DeletePending(ctx context.Context, id string) error {
-	err := s.db.InTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.db.InTx(ctx, func(ctx context.Context, tx *sqlitedb.Tx) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM orders WHERE id = ? AND status = ?`,
 			id, int64(ordersv1.OrderStatus_ORDER_STATUS_PENDING))
 		return err
@@ -283,7 +283,7 @@ func (s *Store) LastChange(ctx context.Context, customerID string) (int64, error
 
 // PruneChanges implements [orders.Store].
 func (s *Store) PruneChanges(ctx context.Context, cutoff time.Time) error {
-	err := s.db.InTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.db.InTx(ctx, func(ctx context.Context, tx *sqlitedb.Tx) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM order_changes WHERE created_at < ?`, cutoff.UnixNano())
 		return err
 	})

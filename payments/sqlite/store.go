@@ -67,7 +67,7 @@ func (s *Store) Ping(ctx context.Context) error { return s.db.Ping(ctx) }
 // Charge implements [payments.Store].
 func (s *Store) Charge(ctx context.Context, key string, requestHash []byte, p *paymentsv1.Payment) (*paymentsv1.Payment, error) {
 	var stored *paymentsv1.Payment
-	err := s.db.InTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.db.InTx(ctx, func(ctx context.Context, tx *sqlitedb.Tx) error {
 		prev, prevHash, err := scanPayment(tx.QueryRowContext(ctx,
 			`SELECT `+paymentColumns+`, request_hash FROM payments WHERE idempotency_key = ?`, key))
 		switch {
@@ -97,7 +97,7 @@ func (s *Store) Charge(ctx context.Context, key string, requestHash []byte, p *p
 // Refund implements [payments.Store].
 func (s *Store) Refund(ctx context.Context, id string, now time.Time) (*paymentsv1.Payment, error) {
 	var p *paymentsv1.Payment
-	err := s.db.InTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.db.InTx(ctx, func(ctx context.Context, tx *sqlitedb.Tx) error {
 		var err error
 		p, _, err = scanPayment(tx.QueryRowContext(ctx,
 			`SELECT `+paymentColumns+`, request_hash FROM payments WHERE id = ?`, id))
