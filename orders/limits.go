@@ -21,7 +21,7 @@ import (
 // Connections are capped by the HTTP server ([Config.MaxConns]).
 const (
 	// DefaultMaxWatchers caps the WatchOrders streams of an instance: each
-	// holds a goroutine and a buffer of [watchBuffer] changes.
+	// holds a goroutine, and each wake-up costs it a read of its feed.
 	DefaultMaxWatchers = 1000
 	// DefaultMaxWatchersPerCustomer caps the streams of one customer: a
 	// stream sees every change of the customer's orders, so one per open

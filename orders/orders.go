@@ -20,7 +20,8 @@ import (
 // Config is everything an orders service is made of. Store and
 // Payments.Target are required.
 type Config struct {
-	// Logger gets a line per call and every failure; nil discards them.
+	// Logger gets a line per call (debug) and every failure; nil takes
+	// Telemetry's, or discards them without it.
 	Logger *slog.Logger
 	// Store keeps the orders. The service owns it from [New] on: [Server.Close]
 	// closes it, also when New fails.

@@ -22,7 +22,8 @@ type Config struct {
 	// Name is the replica's name, recorded on every payment it charges and
 	// reported in hops ("payments-1").
 	Name string
-	// Logger gets a line per call and every failure; nil discards them.
+	// Logger gets a line per call (debug) and every failure; nil takes
+	// Telemetry's, or discards them without it.
 	Logger *slog.Logger
 	// Store keeps the payments; replicas may share one database. The replica
 	// owns the store from [New] on: [Server.Close] closes it, also when New
