@@ -162,7 +162,13 @@ func (e *ejector) transport() httplb.Transport {
 		}
 		t.Protocols.SetUnencryptedHTTP2(true)
 		rt := roundTripperFunc(func(req *http.Request) (*http.Response, error) {
-			resp, err := t.RoundTrip(req)
+			// The transport gets headers of its own: HTTP/2 may still be
+			// encoding them after RoundTrip has returned on a deadline, while
+			// connect-go's next attempt of a retried call (rpc.RetryInterceptor)
+			// writes into the header map it sent the first time.
+			sent := *req
+			sent.Header = req.Header.Clone()
+			resp, err := t.RoundTrip(&sent)
 			if err != nil || failedAtTransport(resp) {
 				if req.Context().Err() == nil { // else the caller gave up: no news of the replica
 					e.observe(addr, true)
