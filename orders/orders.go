@@ -162,7 +162,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.loops.Go(func() { svc.runRecovery(ctx, interval) })
 	s.loops.Go(func() { svc.runFeed(ctx) })
-	ready.Check(ctx) // now, as the balancer's health changes, and every interval
+	ready.Check(ctx) // now; Run then checks as the balancer's health changes, and every interval
 	s.loops.Go(func() { ready.Run(ctx, readyInterval) })
 	return s, nil
 }

@@ -152,13 +152,14 @@ func (r *Readiness) publish(ready bool) {
 	}
 }
 
-// Run checks readiness every interval, at once, and when asked to by
-// [Readiness.Recheck], until ctx is done; then it drains r. Statuses of the health checkers follow.
+// Run checks readiness every interval, and when asked to by
+// [Readiness.Recheck], until ctx is done; then it drains r. Statuses of the
+// health checkers follow. It does not check at once: call
+// [Readiness.Check] first, so that health is known from the first call.
 func (r *Readiness) Run(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		r.Check(ctx)
 		select {
 		case <-ctx.Done():
 			r.Drain()
@@ -166,5 +167,6 @@ func (r *Readiness) Run(ctx context.Context, interval time.Duration) {
 		case <-t.C:
 		case <-r.recheck:
 		}
+		r.Check(ctx)
 	}
 }
