@@ -71,7 +71,8 @@ func benchmarkCreateOrder(b *testing.B, tel *telemetry.Telemetry) {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
-	b.ResetTimer()
+	report := measureCPU(b)
+	defer report()
 	b.RunParallel(func(pb *testing.PB) {
 		var token string
 		placed := 0

@@ -16,6 +16,7 @@ import (
 	"github.com/connectshop/connectshop/internal/auth"
 	"github.com/connectshop/connectshop/internal/rpc"
 	"github.com/connectshop/connectshop/internal/telemetry"
+	"github.com/connectshop/connectshop/orders"
 	"github.com/connectshop/connectshop/payments"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -224,6 +225,9 @@ func BenchmarkCharge(b *testing.B) {
 	}{
 		{"grpc-go→grpc-go/grpc", func(b *testing.B) func(context.Context) error { return grpcCall(b, serveGRPC(b)) }},
 		{"grpc-go→net/http-raw/grpc", func(b *testing.B) func(context.Context) error { return grpcCall(b, serveRawGRPC(b)) }},
+		{"connect→net/http-raw/grpc", func(b *testing.B) func(context.Context) error {
+			return connectCall(rpc.NewH2CClient(), "http://"+serveRawGRPC(b), connect.WithGRPC())
+		}},
 		{"connect→shop/grpc", func(b *testing.B) func(context.Context) error {
 			return connectCall(rpc.NewH2CClient(), serveConnect(b, true, nil), connect.WithGRPC(), asOrders)
 		}},
@@ -237,6 +241,27 @@ func BenchmarkCharge(b *testing.B) {
 			}
 			return connectCall(rpc.NewH2CClient(), serveConnect(b, true, tel), connect.WithGRPC(),
 				connect.WithInterceptors(client.Interceptors()...), asOrders)
+		}},
+		{"orders-client→shop+telemetry/grpc", func(b *testing.B) func(context.Context) error {
+			// The hop exactly as production runs it: orders' payments client
+			// (balancer with health checks and ejection, deadline, retries,
+			// telemetry, service token) to a traced and measured replica.
+			tel := newTelemetry(b)
+			scope, err := tel.Scope("orders", "")
+			if err != nil {
+				b.Fatal(err)
+			}
+			client, closer, err := orders.NewPaymentsClient(orders.PaymentsConfig{
+				Target: serveConnect(b, true, tel), ServiceKey: serviceKey, HealthInterval: time.Second,
+			}, scope)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { closer.Close() })
+			return func(ctx context.Context) error {
+				_, err := client.Charge(ctx, connect.NewRequest(chargeRequest()))
+				return err
+			}
 		}},
 		{"connect→connect-defaults/grpc", func(b *testing.B) func(context.Context) error {
 			return connectCall(rpc.NewH2CClient(), serveConnect(b, false, nil), connect.WithGRPC())
@@ -270,7 +295,8 @@ func BenchmarkCharge(b *testing.B) {
 			}
 			b.SetParallelism(max(1, concurrency/goMaxProcs())) // RunParallel starts parallelism × GOMAXPROCS goroutines
 			b.ReportAllocs()
-			b.ResetTimer()
+			report := measureCPU(b)
+			defer report()
 			b.RunParallel(func(pb *testing.PB) {
 				ctx := context.Background()
 				for pb.Next() {

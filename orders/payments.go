@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/connectshop/connectshop/internal/auth"
 	"github.com/connectshop/connectshop/internal/balance"
 	"github.com/connectshop/connectshop/internal/rpc"
+	"github.com/connectshop/connectshop/internal/telemetry"
 )
 
 // Payments is what orders needs of the payments service. The client built
@@ -125,6 +127,20 @@ func newPaymentsClient(cfg PaymentsConfig, observe []connect.Interceptor, m *met
 		connect.WithInterceptors(interceptors...),
 	)
 	return &paymentsClient{PaymentServiceClient: client, lb: lb}, nil
+}
+
+// NewPaymentsClient returns a payments client with the whole policy of cfg,
+// as an orders service builds its own in [New]: balanced over the healthy
+// replicas, retried, with a deadline on every call, traced and measured by
+// tel (nil: not). Its metrics are not registered anywhere. It is for
+// programs that call payments as orders does (bench/ measures the hop with
+// it); close it when done.
+func NewPaymentsClient(cfg PaymentsConfig, tel *telemetry.Scope) (Payments, io.Closer, error) {
+	c, err := newPaymentsClient(cfg, tel.Interceptors(), newMetrics(), func() {})
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, c, nil
 }
 
 // healthyReplicas returns how many replicas currently pass their health

@@ -7,8 +7,11 @@
 //
 // Each sample goes to the layer of the frame nearest its leaf that belongs
 // to one: a write syscall under HTTP/2 is HTTP/2's, an allocation under
-// protobuf is protobuf's. Samples with no such frame (garbage collection,
-// the scheduler) are the Go runtime's.
+// protobuf is protobuf's; but a sample with an fsync anywhere in its stack
+// is the disk's, whoever asked for it. The syscall package itself belongs to
+// no layer: its callers (the network poller, SQLite's C library) say whose a
+// syscall is. Samples with no such frame (garbage collection, the
+// scheduler) are the Go runtime's.
 package main
 
 import (
@@ -29,7 +32,6 @@ var layers = []struct {
 	name string
 	re   *regexp.Regexp
 }{
-	{"fsync (durable commits)", regexp.MustCompile(`(?i)fsync|fdatasync`)},
 	{"SQLite (driver, database/sql, group commit)", regexp.MustCompile(`^(modernc\.org/|database/sql|github\.com/ncruces/|github\.com/mattn/go-sqlite3|github\.com/connectshop/connectshop/internal/sqlitedb|github\.com/connectshop/connectshop/(orders|payments)/sqlite)`)},
 	{"PostgreSQL (pgx)", regexp.MustCompile(`^github\.com/jackc/`)},
 	{"telemetry (OpenTelemetry, Prometheus, store spans)", regexp.MustCompile(`^(go\.opentelemetry\.io/|connectrpc\.com/otelconnect|github\.com/prometheus/|github\.com/connectshop/connectshop/internal/(telemetry|dbtrace))`)},
@@ -38,8 +40,15 @@ var layers = []struct {
 	{"handlers (orders, payments: validation, pricing, saga)", regexp.MustCompile(`^github\.com/connectshop/connectshop/(orders|payments)\.`)},
 	{"protobuf and JSON", regexp.MustCompile(`^(google\.golang\.org/protobuf|encoding/json|github\.com/go-json-experiment)`)},
 	{"connect (protocols, envelopes, compression)", regexp.MustCompile(`^(connectrpc\.com/connect|compress/|github\.com/klauspost/compress)`)},
-	{"HTTP/1.1, HTTP/2, TCP", regexp.MustCompile(`^(net/http|golang\.org/x/net/http2|net\.|internal/poll|syscall\.|crypto/)`)},
+	{"HTTP/1.1, HTTP/2, TCP", regexp.MustCompile(`^(net/http|golang\.org/x/net/http2|net\.|internal/poll|crypto/)`)},
 }
+
+// fsync is the layer of every sample under an fsync: the disk wait that
+// makes a commit durable, with the kernel's work for it.
+var fsync = struct {
+	name string
+	re   *regexp.Regexp
+}{"fsync (durable commits)", regexp.MustCompile(`(?i)fsync|fdatasync`)}
 
 const runtimeLayer = "Go runtime (GC, scheduler)"
 
@@ -86,6 +95,13 @@ func main() {
 // layerOf returns the layer of the frame nearest the sample's leaf that
 // belongs to one.
 func layerOf(s *profile.Sample) string {
+	for _, loc := range s.Location {
+		for _, line := range loc.Line {
+			if line.Function != nil && fsync.re.MatchString(line.Function.Name) {
+				return fsync.name
+			}
+		}
+	}
 	for _, loc := range s.Location {
 		// Inlined frames come first in Line: the innermost call.
 		for _, line := range loc.Line {
