@@ -142,14 +142,15 @@ func HandlerOptions(logger *slog.Logger, server string, first ...connect.Interce
 	)
 }
 
-// Middleware wraps a server's mux with what runs before Connect: CORS for the
-// listed origins, call observation for hops, a deadline on request bodies,
+// Middleware wraps a server's mux with what runs before Connect: a stack
+// grown at once to what a call needs ([presized]), CORS for the listed
+// origins, call observation for hops, a deadline on request bodies,
 // and the checks of [checkInput]: malformed bodies, framing and Connect GET
 // messages are the client's error, not the server's, and response headers
 // stay small.
 func Middleware(h http.Handler, allowedOrigins []string) http.Handler {
-	return withCORS(observe(bodyDeadline(checkInput(h), bodyTimeout,
-		"/"+grpcreflect.ReflectV1ServiceName+"/", "/"+grpcreflect.ReflectV1AlphaServiceName+"/")), allowedOrigins)
+	return presized(withCORS(observe(bodyDeadline(checkInput(h), bodyTimeout,
+		"/"+grpcreflect.ReflectV1ServiceName+"/", "/"+grpcreflect.ReflectV1AlphaServiceName+"/")), allowedOrigins))
 }
 
 // Draining returns a context for [Serve] that ends delay after ctx does,
