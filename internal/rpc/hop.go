@@ -28,16 +28,28 @@ type Hop struct {
 	Duration    time.Duration // from arrival to the end of the handler
 }
 
-// Encode returns h in the form of [HopHeader].
+// Encode returns h in the form of [HopHeader]: a URL query with its keys in
+// order, as [url.Values.Encode] writes it, built without a map (a header
+// on every call).
 func (h Hop) Encode() string {
-	return url.Values{
-		"procedure": {h.Procedure},
-		"server":    {h.Server},
-		"protocol":  {h.Protocol},
-		"codec":     {h.Codec},
-		"http":      {h.HTTPVersion},
-		"duration":  {strconv.FormatFloat(h.Duration.Seconds(), 'f', 6, 64) + "s"}, // ASCII, unlike "µs"
-	}.Encode()
+	var b strings.Builder
+	b.Grow(len(h.Procedure) + len(h.Server) + 96)
+	for i, kv := range [...][2]string{
+		{"codec", h.Codec},
+		{"duration", strconv.FormatFloat(h.Duration.Seconds(), 'f', 6, 64) + "s"}, // ASCII, unlike "µs"
+		{"http", h.HTTPVersion},
+		{"procedure", h.Procedure},
+		{"protocol", h.Protocol},
+		{"server", h.Server},
+	} {
+		if i > 0 {
+			b.WriteByte('&')
+		}
+		b.WriteString(kv[0])
+		b.WriteByte('=')
+		b.WriteString(url.QueryEscape(kv[1]))
+	}
+	return b.String()
 }
 
 // ParseHop reads a [HopHeader] value. It reports false if there is none or it

@@ -46,6 +46,9 @@ func (l *logging) WrapStreamingClient(next connect.StreamingClientFunc) connect.
 }
 
 func (l *logging) log(ctx context.Context, procedure, protocol string, start time.Time, err error) {
+	if err == nil && !l.logger.Enabled(ctx, slog.LevelDebug) {
+		return // the common case in production: nothing to build
+	}
 	attrs := []any{"procedure", procedure, "protocol", protocol, "duration", time.Since(start)}
 	if err == nil {
 		l.logger.DebugContext(ctx, "call", append(attrs, "code", "ok")...)

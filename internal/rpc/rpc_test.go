@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"testing"
 	"time"
 
@@ -70,6 +71,35 @@ func TestHopHeaderRoundTrip(t *testing.T) {
 	}
 	if _, ok := ParseHop(http.Header{}); ok {
 		t.Error("ParseHop of no header succeeded")
+	}
+}
+
+// The header is a URL query as url.Values writes it, whatever the values
+// hold (a REST path is client input).
+func TestHopEncodeIsAQuery(t *testing.T) {
+	t.Parallel()
+	h := Hop{
+		Procedure:   "/v1/orders/ord 1&x=y/ü?%",
+		Server:      "orders",
+		Protocol:    "rest",
+		Codec:       "json",
+		HTTPVersion: "HTTP/1.1",
+		Duration:    1500 * time.Microsecond,
+	}
+	want := url.Values{
+		"procedure": {h.Procedure},
+		"server":    {h.Server},
+		"protocol":  {h.Protocol},
+		"codec":     {h.Codec},
+		"http":      {h.HTTPVersion},
+		"duration":  {"0.001500s"},
+	}.Encode()
+	if got := h.Encode(); got != want {
+		t.Errorf("Encode() = %q, want %q", got, want)
+	}
+	header := http.Header{HopHeader: {h.Encode()}}
+	if got, ok := ParseHop(header); !ok || got != h {
+		t.Errorf("ParseHop(Encode()) = %+v, %v; want %+v", got, ok, h)
 	}
 }
 
