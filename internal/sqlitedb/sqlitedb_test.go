@@ -4,8 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/connectshop/connectshop/internal/sqlitedb"
@@ -245,5 +247,41 @@ func TestMigrations(t *testing.T) {
 	}
 	if err := db.QueryRow(ctx, "PRAGMA user_version").Scan(&version); err != nil || version != 3 {
 		t.Fatalf("got version %d (err %v), want 3", version, err)
+	}
+}
+
+// BenchmarkInTx measures one small write (an UPDATE) through the writer
+// loop, durable (synchronous=FULL), from one caller (every group holds one
+// write) and from 32 (groups form while a commit waits for the disk).
+//
+//	go test -run '^$' -bench InTx -benchtime 3s ./internal/sqlitedb/
+func BenchmarkInTx(b *testing.B) {
+	for _, callers := range []int{1, 32} {
+		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
+			ctx := context.Background()
+			db, err := sqlitedb.Open(ctx, filepath.Join(b.TempDir(), "b.db"), schema)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer db.Close()
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			for range callers {
+				wg.Go(func() {
+					for next.Add(1) <= int64(b.N) {
+						err := db.InTx(ctx, func(ctx context.Context, tx *sqlitedb.Tx) error {
+							_, err := tx.ExecContext(ctx, "UPDATE counter SET n = n + 1")
+							return err
+						})
+						if err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+		})
 	}
 }
