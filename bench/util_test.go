@@ -3,7 +3,10 @@ package bench
 import (
 	"context"
 	"io"
+	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -34,8 +37,12 @@ func newTelemetry(b *testing.B) *telemetry.Telemetry {
 func measureCPU(b *testing.B) (report func()) {
 	b.ResetTimer()
 	start := processCPU(b)
+	r0, w0 := syscalls()
 	return func() {
 		b.ReportMetric(float64(processCPU(b)-start)/float64(time.Microsecond)/float64(b.N), "cpu-µs/op")
+		r1, w1 := syscalls()
+		b.ReportMetric(float64(r1-r0)/float64(b.N), "reads/op")
+		b.ReportMetric(float64(w1-w0)/float64(b.N), "writes/op")
 	}
 }
 
@@ -45,4 +52,19 @@ func processCPU(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(u.Utime.Nano() + u.Stime.Nano())
+}
+
+func syscalls() (r, w int) {
+	data, _ := os.ReadFile("/proc/self/io")
+	for _, line := range strings.Split(string(data), "\n") {
+		k, v, _ := strings.Cut(line, ": ")
+		n, _ := strconv.Atoi(v)
+		switch k {
+		case "syscr":
+			r = n
+		case "syscw":
+			w = n
+		}
+	}
+	return r, w
 }
