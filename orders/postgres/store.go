@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
@@ -61,7 +62,8 @@ var schema = pgdb.Schema{
 		// so one customer's changes commit in the order of their numbers, on
 		// every instance, and pruning old changes never reuses a number. Each
 		// change NOTIFYs (at commit) the channel "<schema>.order_changes"
-		// with its customer id, which wakes the watchers of every instance.
+		// with its customer id, which wakes the watchers of every instance
+		// (until migration 4).
 		`CREATE TABLE order_feeds (
 			customer_id text   PRIMARY KEY,
 			last_seq    bigint NOT NULL
@@ -81,6 +83,14 @@ var schema = pgdb.Schema{
 		END $$;
 		CREATE TRIGGER order_changes_notify AFTER INSERT ON order_changes
 			FOR EACH ROW EXECUTE FUNCTION notify_order_change();`,
+		// 4: Update notifies after its commit instead (see Store.notify): a
+		// NOTIFY inside the transaction holds PostgreSQL's database-wide
+		// notify lock through the commit's WAL flush, so every order update
+		// committed one at a time. While instances of before and after this
+		// migration run together (a rolling update), the older ones' updates
+		// wake nobody; watchers catch up at their next wake-up.
+		`DROP TRIGGER order_changes_notify ON order_changes;
+		DROP FUNCTION notify_order_change();`,
 	},
 }
 
@@ -100,7 +110,8 @@ const unsettledLimit = 100
 // Store keeps orders in PostgreSQL. Any number of stores, in any number of
 // processes, may share one database.
 type Store struct {
-	pool *pgxpool.Pool
+	pool      *pgxpool.Pool
+	wakeEvery time.Duration // missedWakeInterval; shorter in tests
 }
 
 var _ orders.Store = (*Store)(nil)
@@ -114,7 +125,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{pool: pool}, nil
+	return &Store{pool: pool, wakeEvery: missedWakeInterval}, nil
 }
 
 // Close closes the connections, waiting for those in use. Closing again does
@@ -216,7 +227,30 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*ordersv1.Order) 
 	if err != nil {
 		return nil, false, fmt.Errorf("update order %s: %w", id, err)
 	}
+	if changed {
+		s.notify(ctx, o.GetCustomerId())
+	}
 	return o, changed, nil
+}
+
+// notifyTimeout bounds the NOTIFY that follows an update.
+const notifyTimeout = time.Second
+
+// notify tells the [Store.Listen] of every instance that customer's feed
+// grew: a NOTIFY of its own, after the update committed. Inside the update's
+// transaction, PostgreSQL would hold its database-wide notify lock from the
+// NOTIFY through the commit's WAL flush, and all order updates would commit
+// one at a time: BenchmarkCreateUpdate at 32 callers took 1.9× as long per
+// order with it. Alone, the NOTIFY writes no WAL and holds the lock for an
+// instant.
+//
+// A NOTIFY that fails, or never comes because the process died after the
+// commit, loses a wake-up, not a change: every Listen also wakes all its
+// watchers every [missedWakeInterval], and they read their feeds.
+func (s *Store) notify(ctx context.Context, customerID string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), notifyTimeout)
+	defer cancel()
+	_, _ = s.pool.Exec(ctx, `SELECT pg_notify(current_schema() || '.order_changes', $1)`, customerID)
 }
 
 // DeletePending implements [orders.Store].
@@ -303,9 +337,16 @@ func (s *Store) PruneChanges(ctx context.Context, cutoff time.Time) error {
 	return nil
 }
 
+// missedWakeInterval is how often [Store.Listen] wakes every watcher, in
+// case a NOTIFY was lost (see [Store.notify]): the longest a watcher can
+// wait for a change whose wake-up never came. Each wake-up costs a watcher
+// one read of its feed.
+const missedWakeInterval = 5 * time.Second
+
 // Listen implements [orders.Store] with LISTEN on a connection of its own,
 // taken out of the pool for good: no other use of the pool should inherit a
-// listening connection.
+// listening connection. Besides each change, it calls changed("") every
+// [missedWakeInterval].
 func (s *Store) Listen(ctx context.Context, changed func(customerID string)) error {
 	pooled, err := s.pool.Acquire(ctx)
 	if err != nil {
@@ -325,6 +366,24 @@ func (s *Store) Listen(ctx context.Context, changed func(customerID string)) err
 		return fmt.Errorf("listen for changes: %w", err)
 	}
 	changed("")
+	stopWaking := make(chan struct{})
+	var waking sync.WaitGroup
+	defer func() {
+		close(stopWaking)
+		waking.Wait() // no call of changed after Listen returns
+	}()
+	waking.Go(func() {
+		ticker := time.NewTicker(s.wakeEvery)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-ticker.C:
+				changed("")
+			case <-stopWaking:
+				return
+			}
+		}
+	})
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if ctx.Err() != nil {
