@@ -240,7 +240,7 @@ const notifyTimeout = time.Second
 // grew: a NOTIFY of its own, after the update committed. Inside the update's
 // transaction, PostgreSQL would hold its database-wide notify lock from the
 // NOTIFY through the commit's WAL flush, and all order updates would commit
-// one at a time: BenchmarkCreateUpdate at 32 callers took 1.9× as long per
+// one at a time: BenchmarkCreateUpdate at 32 callers took 1.6× as long per
 // order with it. Alone, the NOTIFY writes no WAL and holds the lock for an
 // instant.
 //
