@@ -163,3 +163,50 @@ func TestNewClientRejectsBadTargets(t *testing.T) {
 		}
 	}
 }
+
+// A replica that goes away between calls is found out by its health checks
+// alone: unhealthy, not ejected (no call failed), and healthy again at the
+// first check that passes once it is back, not 5 s later.
+func TestHealthChecksDoNotEject(t *testing.T) {
+	t.Parallel()
+	good, gone := &replica{}, &replica{}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	mux := rpc.NewServeMux(grpchealth.NewStaticChecker(paymentsv1connect.PaymentServiceName), paymentsv1connect.PaymentServiceName)
+	mux.Handle(paymentsv1connect.NewPaymentServiceHandler(gone))
+	srv := rpc.NewHTTPServer(mux, slog.New(slog.DiscardHandler))
+	go srv.Serve(lis)
+	var ejections atomic.Int32
+	lb, err := balance.NewClient(serveReplica(t, good, true)+",http://"+addr,
+		balance.WithHealthCheck(paymentsv1connect.PaymentServiceName, 100*time.Millisecond),
+		balance.WithOnEject(func(string) { ejections.Add(1) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lb.Close() })
+	waitFor(t, 5*time.Second, "both replicas healthy", func() bool { return lb.Healthy() == 2 })
+
+	srv.Close()
+	waitFor(t, 5*time.Second, "the stopped replica unhealthy", func() bool { return lb.Health()[addr] == balance.Unhealthy })
+	time.Sleep(500 * time.Millisecond) // five more failed checks
+	if state := lb.Health()[addr]; state != balance.Unhealthy {
+		t.Errorf("stopped replica is %s after failing its checks, want %s", state, balance.Unhealthy)
+	}
+	if n := ejections.Load(); n != 0 {
+		t.Errorf("%d ejections with no call made, want 0", n)
+	}
+
+	lis, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv = rpc.NewHTTPServer(mux, slog.New(slog.DiscardHandler))
+	go srv.Serve(lis)
+	t.Cleanup(func() { srv.Close() })
+	start := time.Now()
+	waitFor(t, 3*time.Second, "the restarted replica healthy", func() bool { return lb.Healthy() == 2 })
+	t.Logf("healthy again %v after it was back", time.Since(start))
+}

@@ -12,10 +12,10 @@ import (
 	"github.com/bufbuild/httplb/health"
 )
 
-// ejector adds passive health checking to httplb: it watches every request's
-// outcome per replica address, and after [ejectAfterFailures] transport
-// failures in a row it marks the replica unhealthy for [ejectFor], whatever
-// the active health checks say meanwhile. A replica that was killed, or
+// ejector adds passive health checking to httplb: it watches the outcome of
+// every request but health checks, per replica address, and after
+// [ejectAfterFailures] transport failures in a row it marks the replica
+// unhealthy for [ejectFor], whatever the active health checks say meanwhile. A replica that was killed, or
 // answers UNAVAILABLE, stops getting calls after two of them instead of at
 // the next health check.
 type ejector struct {
@@ -169,6 +169,9 @@ func (e *ejector) transport() httplb.Transport {
 			sent := *req
 			sent.Header = req.Header.Clone()
 			resp, err := t.RoundTrip(&sent)
+			if isProbe(req.Context()) {
+				return resp, err // the active checks' own news
+			}
 			if err != nil || failedAtTransport(resp) {
 				if req.Context().Err() == nil { // else the caller gave up: no news of the replica
 					e.observe(addr, true)

@@ -21,6 +21,7 @@ func newGRPCHealthProber(service string) health.Prober {
 type grpcProber struct{ service string }
 
 func (p grpcProber) Probe(ctx context.Context, c conn.Conn) health.State {
+	ctx = context.WithValue(ctx, probeKey{}, true)
 	baseURL := c.Scheme() + "://" + c.Address().HostPort
 	client := grpchealth.NewClient(connDoer{c}, baseURL, connect.WithGRPC())
 	resp, err := client.Check(ctx, &grpchealth.CheckRequest{Service: p.service})
@@ -42,4 +43,16 @@ type connDoer struct{ c conn.Conn }
 
 func (d connDoer) Do(req *http.Request) (*http.Response, error) {
 	return d.c.RoundTrip(req, nil)
+}
+
+type probeKey struct{}
+
+// isProbe reports whether a request is a health check's. The ejector leaves
+// those out: a replica that fails its checks is unhealthy already, and
+// counting them would eject it too, keeping it out for the rest of the
+// ejection after its checks pass again, and count ejections that no call
+// caused.
+func isProbe(ctx context.Context) bool {
+	probe, _ := ctx.Value(probeKey{}).(bool)
+	return probe
 }
