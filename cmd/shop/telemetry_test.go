@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -100,6 +101,19 @@ func TestAdminServesMetrics(t *testing.T) {
 	}
 	if got := metrics.Series("orders_watchers", map[string]string{"server": "orders"}); len(got) != 1 || got[0].GetGauge().GetValue() != 0 {
 		t.Errorf("orders_watchers{server=orders}: %v, want one series, 0", got)
+	}
+	// One writer loop per SQLite file, exported once: the payments replicas
+	// share theirs, and payments-1 opened it.
+	var writers []string
+	for _, s := range metrics.Series("sqlite_commit_group_size", nil) {
+		for _, l := range s.GetLabel() {
+			if l.GetName() == "server" {
+				writers = append(writers, l.GetValue())
+			}
+		}
+	}
+	if slices.Sort(writers); !slices.Equal(writers, []string{"orders", "payments-1"}) {
+		t.Errorf("sqlite_commit_group_size exported by %v, want [orders payments-1]", writers)
 	}
 
 	// Stopping: the shop keeps serving for -drain-delay, not ready and

@@ -27,6 +27,7 @@ import (
 // them in groups: no write can bypass the queue.
 type DB struct {
 	file   *file
+	shared bool // made by Share: the file's metrics are the opener's to export
 	closed atomic.Bool
 }
 
@@ -175,7 +176,7 @@ func (db *DB) Share() *DB {
 	db.file.mu.Lock()
 	defer db.file.mu.Unlock()
 	db.file.refs++
-	return &DB{file: db.file}
+	return &DB{file: db.file, shared: true}
 }
 
 // Close closes this handle. The last handle on a file waits for the group
@@ -375,8 +376,14 @@ func commitTx(tx *sql.Tx) error {
 // where the server that uses it exports its metrics:
 // sqlite_commit_duration_seconds (a group's transaction, from BEGIN to the
 // durable COMMIT) and sqlite_commit_group_size (writes per commit). Handles
-// made with [DB.Share] return the same.
+// made with [DB.Share] return none: one writer loop serves them all, so it
+// is exported once, by the server that holds the handle [Open] returned
+// (under their own labels, three replicas would show the same commits
+// three times).
 func (db *DB) Collectors() []prometheus.Collector {
+	if db.shared {
+		return nil
+	}
 	return []prometheus.Collector{db.file.commitSeconds, db.file.groupSize}
 }
 
