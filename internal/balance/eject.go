@@ -15,9 +15,9 @@ import (
 // ejector adds passive health checking to httplb: it watches the outcome of
 // every request but health checks, per replica address, and after
 // [ejectAfterFailures] transport failures in a row it marks the replica
-// unhealthy for [ejectFor], whatever the active health checks say meanwhile. A replica that was killed, or
-// answers UNAVAILABLE, stops getting calls after two of them instead of at
-// the next health check.
+// unhealthy for [ejectFor], whatever the active health checks say
+// meanwhile. A replica that was killed, or answers UNAVAILABLE, stops
+// getting calls after two of them instead of at the next health check.
 type ejector struct {
 	onEject  func(addr string) // nil: nobody is told
 	onChange func()            // nil: nobody is told
