@@ -212,4 +212,11 @@ func TestRESTErrors(t *testing.T) {
 
 	status, _, body = restCall(t, s, "POST", "/v1/orders", `{"paymentToken":"`+strings.Repeat("x", rpc.MaxMessageBytes)+`"}`, nil)
 	assertRESTError(t, status, body, http.StatusTooManyRequests, connect.CodeResourceExhausted, "")
+
+	// Query parameter names that are not field paths (vanguard v0.4.0
+	// panicked on "items."), and one through a list.
+	for _, query := range []string{"items.", "items.=x", "items..product_id=x", ".x=1", "items.product_id=x"} {
+		status, _, body = restCall(t, s, "POST", "/v1/orders?"+query, order, nil)
+		assertRESTError(t, status, body, http.StatusBadRequest, connect.CodeInvalidArgument, "")
+	}
 }
