@@ -14,11 +14,8 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	ordersv1 "github.com/connectshop/connectshop/gen/orders/v1"
-	"github.com/connectshop/connectshop/gen/orders/v1/ordersv1connect"
 	"github.com/connectshop/connectshop/internal/auth"
 	"github.com/connectshop/connectshop/internal/cmdtest"
-	"github.com/connectshop/connectshop/internal/rpc"
 	"github.com/connectshop/connectshop/payments"
 	paymentssqlite "github.com/connectshop/connectshop/payments/sqlite"
 )
@@ -51,26 +48,9 @@ func TestAdminServesMetrics(t *testing.T) {
 	admin := "http://" + logs.WaitFor(t, regexp.MustCompile(`msg=serving service=orders listener=admin addr=(\S+)`))[1]
 	cmdtest.CheckAdmin(t, admin)
 
-	customer := cmdtest.Customer(t, url)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	order := func(token string) *connect.Request[ordersv1.CreateOrderRequest] {
-		return connect.NewRequest(&ordersv1.CreateOrderRequest{
-			Items:        []*ordersv1.CartItem{{ProductId: "gopher-plush", Quantity: 1}},
-			PaymentToken: token,
-		})
-	}
-	paid, err := ordersv1connect.NewOrderServiceClient(rpc.NewH2CClient(), url, connect.WithGRPCWeb(), customer).CreateOrder(ctx, order("tok_visa"))
-	if err != nil {
-		t.Fatalf("CreateOrder: %v", err)
-	}
-	_, err = ordersv1connect.NewOrderServiceClient(rpc.NewH2CClient(), url, connect.WithGRPC(), customer).CreateOrder(ctx, order("tok_declined"))
-	if connect.CodeOf(err) != connect.CodeFailedPrecondition {
-		t.Fatalf("CreateOrder with tok_declined: got %v, want failed_precondition", err)
-	}
+	o := cmdtest.PaidAndDeclined(t, url, connect.WithGRPCWeb(), connect.WithGRPC())
 
 	const createOrder, charge = "/orders.v1.OrderService/CreateOrder", "/payments.v1.PaymentService/Charge"
-	o := paid.Msg.GetOrder()
 	metrics := cmdtest.Scrape(t, admin+"/metrics")
 	metrics.Check(t, []cmdtest.Want{
 		cmdtest.AtLeast(1, "rpc_server_duration_seconds", "server", "orders", "procedure", createOrder, "protocol", "grpcweb", "code", "ok"),

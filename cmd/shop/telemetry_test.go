@@ -63,20 +63,9 @@ func TestAdminServesMetrics(t *testing.T) {
 
 	cmdtest.CheckAdmin(t, admin)
 
-	customer := cmdtest.Customer(t, baseURL)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	paid, err := ordersv1connect.NewOrderServiceClient(rpc.NewH2CClient(), baseURL, connect.WithGRPC(), customer).CreateOrder(ctx, order("tok_visa"))
-	if err != nil {
-		t.Fatalf("CreateOrder: %v", err)
-	}
-	_, err = ordersv1connect.NewOrderServiceClient(rpc.NewH2CClient(), baseURL, connect.WithProtoJSON(), customer).CreateOrder(ctx, order("tok_declined"))
-	if connect.CodeOf(err) != connect.CodeFailedPrecondition {
-		t.Fatalf("CreateOrder with tok_declined: got %v, want failed_precondition", err)
-	}
+	o := cmdtest.PaidAndDeclined(t, baseURL, connect.WithGRPC(), connect.WithProtoJSON())
 
 	const createOrder, charge = "/orders.v1.OrderService/CreateOrder", "/payments.v1.PaymentService/Charge"
-	o := paid.Msg.GetOrder()
 	metrics := cmdtest.Scrape(t, admin+"/metrics")
 	metrics.Check(t, []cmdtest.Want{
 		cmdtest.AtLeast(1, "rpc_server_duration_seconds", "server", "orders", "procedure", createOrder, "protocol", "grpc", "code", "ok"),

@@ -87,3 +87,29 @@ func Customer(t testing.TB, baseURL string) connect.ClientOption {
 	}
 	return connect.WithInterceptors(auth.Bearer(resp.Msg.GetToken()))
 }
+
+// PaidAndDeclined places two orders for a new customer of the orders server
+// at baseURL: one paid, sent with paidWith (a protocol option such as
+// connect.WithGRPC()), and one declined (tok_declined: FAILED_PRECONDITION),
+// sent with declinedWith. It returns the paid order.
+func PaidAndDeclined(t testing.TB, baseURL string, paidWith, declinedWith connect.ClientOption) *ordersv1.Order {
+	t.Helper()
+	customer := Customer(t, baseURL)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	order := func(token string) *connect.Request[ordersv1.CreateOrderRequest] {
+		return connect.NewRequest(&ordersv1.CreateOrderRequest{
+			Items:        []*ordersv1.CartItem{{ProductId: "gopher-plush", Quantity: 1}},
+			PaymentToken: token,
+		})
+	}
+	paid, err := ordersv1connect.NewOrderServiceClient(rpc.NewH2CClient(), baseURL, paidWith, customer).CreateOrder(ctx, order("tok_visa"))
+	if err != nil {
+		t.Fatalf("CreateOrder: %v", err)
+	}
+	_, err = ordersv1connect.NewOrderServiceClient(rpc.NewH2CClient(), baseURL, declinedWith, customer).CreateOrder(ctx, order("tok_declined"))
+	if connect.CodeOf(err) != connect.CodeFailedPrecondition {
+		t.Fatalf("CreateOrder with tok_declined: got %v, want failed_precondition", err)
+	}
+	return paid.Msg.GetOrder()
+}
